@@ -1,0 +1,1 @@
+"""p8: a GRIP proxy."""

@@ -1,0 +1,137 @@
+"""Backend connectors: how a request reaches a route's target and its answer comes back.
+
+A connector is registered for one or more target schemes (``http``, ``https``, ``test``,
+``zhttp+tcp``, ...) through ``p8_register_connectors``. The core builds one instance per
+distinct target and calls :meth:`Connector.request` for every proxied request to it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from .errors import P8Error
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class OriginError(P8Error):
+    """The backend could not be reached or broke off; the client gets ``status_hint``."""
+
+    status_hint = 502
+
+
+class OriginTimeout(OriginError):
+    """The backend did not answer within ``[proxy] backend_timeout``."""
+
+    status_hint = 504
+
+
+async def _no_body() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover - makes this an async generator
+
+
+@dataclass(slots=True)
+class OriginRequest:
+    """A request as the core hands it to a connector.
+
+    ``target`` is the request-target (path and query), ``headers`` already carry ``Host``
+    and every header the proxy adds or removes. ``body`` yields the request body in chunks
+    as the client sends it; ``content_length`` is its length when the client gave one
+    (``None`` means chunked or unknown; ``0`` means no body).
+    """
+
+    method: bytes
+    target: bytes
+    headers: Headers
+    body: AsyncIterator[bytes] = field(default_factory=_no_body)
+    content_length: int | None = 0
+
+
+class OriginResponse(ABC):
+    """A backend response whose head has arrived; the body is read with :meth:`chunks`."""
+
+    status: int
+    reason: bytes
+    headers: Headers
+    content_length: int | None
+
+    @abstractmethod
+    def chunks(self) -> AsyncIterator[bytes]:
+        """Yield the body as it arrives; ends at the end of the body.
+
+        :raises OriginError: the backend broke off mid-body.
+        """
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release the response; an unread body makes its connection unusable again."""
+
+    async def read(self, limit: int) -> bytes | None:
+        """Read the whole body, or return ``None`` as soon as it exceeds ``limit`` bytes.
+
+        After ``None`` the bytes read so far are in :attr:`prefix` and the rest is still
+        available from :meth:`chunks`.
+        """
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.chunks():
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                self.prefix = b"".join(parts)
+                return None
+        return b"".join(parts)
+
+    prefix: bytes = b""
+
+
+class BufferedResponse(OriginResponse):
+    """A response whose whole body is already in memory (the test handler, errors)."""
+
+    def __init__(self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes,
+                 reason: bytes = b"") -> None:
+        self.status, self.reason, self.headers = status, reason, list(headers)
+        self.body = body
+        self.content_length = len(body)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self.body:
+            yield self.body
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Connector(ABC):
+    """Sends requests to one target; registered by scheme via ``p8_register_connectors``.
+
+    Subclasses set ``schemes`` (the part of ``target`` before ``://``, or the whole target
+    for scheme-only targets such as ``test``) and are built once per target string.
+    """
+
+    schemes: ClassVar[tuple[str, ...]]
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    @abstractmethod
+    async def request(self, req: OriginRequest, *, timeout: float) -> OriginResponse:
+        """Send ``req`` and return once the response head has arrived.
+
+        :param timeout: seconds allowed to connect and receive the response head.
+        :raises OriginTimeout: nothing arrived within ``timeout``.
+        :raises OriginError: the target refused, was unreachable or answered garbage.
+        """
+
+    async def aclose(self) -> None:
+        """Release pooled connections; called once at shutdown."""
+        return None
+
+
+def target_scheme(target: str) -> str:
+    """The scheme a target string selects its connector by (``test`` for ``test``)."""
+    return target.split("://", 1)[0].lower() if "://" in target else target.lower()

@@ -1,0 +1,1 @@
+"""p8 plugin: HTTP streaming (Grip-Hold: stream, format http-stream)."""

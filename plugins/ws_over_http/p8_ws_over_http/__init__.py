@@ -1,0 +1,1 @@
+"""p8 plugin: WebSocket clients and WebSocket-over-HTTP (format ws-message)."""

@@ -1,0 +1,1 @@
+"""p8 plugin: ZeroMQ backends over ZHTTP (zhttp+tcp://, zhttpreq+tcp:// targets)."""

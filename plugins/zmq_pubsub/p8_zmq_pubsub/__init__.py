@@ -1,0 +1,1 @@
+"""p8 plugin: Publishing over ZeroMQ PULL and SUB."""
