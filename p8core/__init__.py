@@ -1,1 +1,68 @@
-"""p8: a GRIP proxy."""
+"""p8: a GRIP proxy. This module is the public API for plugins."""
+
+from __future__ import annotations
+
+from .config import Config, ConfigSection, parse_table
+from .connector import (
+    BufferedResponse,
+    Connector,
+    OriginError,
+    OriginRequest,
+    OriginResponse,
+    OriginTimeout,
+)
+from .errors import ConfigError, InstructionError, P8Error, PluginError, PublishError
+from .grip.instructions import Channel, Instruct, KeepAlive, NextLink
+from .hold import (
+    Action,
+    ArmTimer,
+    Finish,
+    HeldRequest,
+    Hold,
+    HoldMode,
+    Retry,
+    SendBody,
+    SendHead,
+    Subscribe,
+    Unsubscribe,
+)
+from .hookspecs import hookimpl, hookspec
+from .pubsub.items import PublishFormat, PublishItem
+from .transport import ClientTransport
+
+__all__ = [
+    "Action",
+    "ArmTimer",
+    "BufferedResponse",
+    "Channel",
+    "ClientTransport",
+    "Config",
+    "ConfigError",
+    "ConfigSection",
+    "Connector",
+    "Finish",
+    "HeldRequest",
+    "Hold",
+    "HoldMode",
+    "Instruct",
+    "InstructionError",
+    "KeepAlive",
+    "NextLink",
+    "OriginError",
+    "OriginRequest",
+    "OriginResponse",
+    "OriginTimeout",
+    "P8Error",
+    "PluginError",
+    "PublishError",
+    "PublishFormat",
+    "PublishItem",
+    "Retry",
+    "SendBody",
+    "SendHead",
+    "Subscribe",
+    "Unsubscribe",
+    "hookimpl",
+    "hookspec",
+    "parse_table",
+]

@@ -10,9 +10,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .errors import P8Error
+
+if TYPE_CHECKING:
+    from .proxy.routes import Route
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -49,6 +52,8 @@ class OriginRequest:
     headers: Headers
     body: AsyncIterator[bytes] = field(default_factory=_no_body)
     content_length: int | None = 0
+    route: Route | None = None
+    """The route that chose this target (its options, for connectors that need them)."""
 
 
 class OriginResponse(ABC):
@@ -94,7 +99,8 @@ class BufferedResponse(OriginResponse):
 
     def __init__(self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes,
                  reason: bytes = b"") -> None:
-        self.status, self.reason, self.headers = status, reason, list(headers)
+        self.status, self.reason = status, reason
+        self.headers = [*headers, (b"content-length", b"%d" % len(body))]
         self.body = body
         self.content_length = len(body)
 

@@ -1,0 +1,171 @@
+"""The application object: configuration, plugins and shared state of one p8 process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+import structlog
+
+from .config import Config, ConfigSection, build_config, enabled_plugins, load_raw
+from .connector import Connector, target_scheme
+from .errors import ConfigError, PublishError
+from .grip.sig import Signer, Verifier
+from .hold import HoldMode
+from .metrics import Metrics
+from .plugins import collect_named, make_plugin_manager
+from .proxy.routes import Router
+from .pubsub.hub import Hub
+from .pubsub.items import PublishFormat, PublishItem, parse_publish_body
+from .transport import ClientTransport
+
+if TYPE_CHECKING:
+    from .server.held import HeldExchange
+    from .server.proxying import Proxy
+    from .server.timers import TimerWheel
+
+log = structlog.get_logger().bind(component="app")
+
+FIRST_SUBSCRIPTION_DELAY = 1.0
+
+
+class App:
+    """One p8 process: the loaded config, what the plugins registered, the hub.
+
+    Built by :meth:`from_file` (or :meth:`from_raw`); every registration problem is raised
+    here, before anything listens.
+    """
+
+    def __init__(self, config: Config, pm: pluggy.PluginManager) -> None:
+        self.config, self.pm = config, pm
+        self.hold_modes: Mapping[str, type[HoldMode]] = collect_named(
+            pm, "p8_register_hold_modes", lambda m: [m.name], "hold mode", config=config)
+        self.formats: Mapping[str, PublishFormat] = collect_named(
+            pm, "p8_register_formats", lambda f: [f.name], "format", config=config)
+        self.connector_types: Mapping[str, type[Connector]] = collect_named(
+            pm, "p8_register_connectors", lambda c: c.schemes, "scheme", config=config)
+        self.transports: list[ClientTransport] = list(collect_named(
+            pm, "p8_register_transports", lambda t: [t.name], "transport",
+            config=config).values())
+        self._check_routes()
+        self.router = Router(config.routes)
+        self.connectors: dict[str, Connector] = {}
+        pubsub = config.pubsub
+        self.hub = Hub(id_cache_ttl=pubsub.id_cache_ttl, message_wait=pubsub.message_wait / 1000,
+                       subscription_linger=pubsub.subscription_linger)
+        self.signer = self._signer(config.proxy.sig_iss, config.proxy.sig_key, "proxy.sig_key")
+        self.verifier = self._verifier()
+        self.metrics = Metrics()
+        self.held: set[HeldExchange] = set()
+        self.clock: Callable[[], float] = time.monotonic
+        self.spawn: Callable[..., Any] = _not_running
+        self.proxy: Proxy
+        self.timers: TimerWheel
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> App:
+        """Load ``path`` (or the defaults), the enabled plugins, and check it all.
+
+        :raises P8Error: a config or plugin problem, with file and key.
+        """
+        raw, source, base_dir = load_raw(path)
+        return cls.from_raw(raw, source, base_dir)
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any], source: str = "<config>",
+                 base_dir: Path = Path("."), plugins: Sequence[object] = ()) -> App:
+        """Like :meth:`from_file` for an already-parsed TOML document.
+
+        :param plugins: plugin objects to register besides the installed ones.
+        """
+        pm = make_plugin_manager(enabled_plugins(raw, source), source, plugins)
+        sections: list[ConfigSection] = [s for offered in pm.hook.p8_config_sections()
+                                         for s in offered]
+        return cls(build_config(raw, source, base_dir, sections), pm)
+
+    def _check_routes(self) -> None:
+        for route in self.config.routes:
+            for target in route.targets:
+                scheme = target_scheme(target)
+                if scheme not in self.connector_types:
+                    raise ConfigError(route.source or self.config.source, "target",
+                                      f"no enabled plugin handles targets like {target!r}")
+
+    def _signer(self, iss: str, key: str, what: str) -> Signer | None:
+        if not key:
+            return None
+        try:
+            return Signer(iss, key, base_dir=self.config.base_dir)
+        except ValueError as e:
+            raise ConfigError(self.config.source, what, str(e)) from None
+
+    def _verifier(self) -> Verifier | None:
+        key = self.config.proxy.upstream_key
+        if not key:
+            return None
+        try:
+            return Verifier(key, base_dir=self.config.base_dir)
+        except ValueError as e:
+            raise ConfigError(self.config.source, "proxy.upstream_key", str(e)) from None
+
+    def route_signer(self, iss: str | None, key: str | None) -> Signer | None:
+        """The signer for a route: its own when it sets both ``sig_iss`` and ``sig_key``."""
+        if iss and key:
+            return self._signer(iss, key, "routes.sig_key")
+        return self.signer
+
+    def connector(self, target: str) -> Connector:
+        """The connector instance for ``target``, built on first use."""
+        found = self.connectors.get(target)
+        if found is None:
+            found = self.connector_types[target_scheme(target)](target)
+            self.connectors[target] = found
+        return found
+
+    # ---- publishing ---------------------------------------------------------------------
+
+    def publish_body(self, body: bytes) -> int:
+        """Parse and publish a control-API body; all items or none.
+
+        :returns: the number of items published.
+        :raises PublishError: the body or an item is invalid; nothing was published.
+        """
+        try:
+            parsed = parse_publish_body(body, self.formats)
+        except PublishError:
+            self.metrics.publishes_rejected += 1
+            raise
+        self.metrics.formats_ignored += parsed.ignored_formats
+        self.publish(parsed.items)
+        return len(parsed.items)
+
+    def publish(self, items: tuple[PublishItem, ...] | list[PublishItem]) -> None:
+        """Hand already-parsed items to the hub, in order."""
+        now = self.clock()
+        for item in items:
+            self.hub.publish(item, now)
+        self.metrics.publishes_accepted += 1
+        self.metrics.items_published += len(items)
+
+    def first_subscription(self, channel: str) -> None:
+        """A channel got its first subscriber: refresh its exchanges a second later, so a
+        publish made before the subscription existed is not lost (grip.md §7.3)."""
+        self.timers.arm(("first-subscription", channel), FIRST_SUBSCRIPTION_DELAY,
+                        lambda: self._update_channel(channel))
+
+    def _update_channel(self, channel: str) -> None:
+        for exchange in [e for e in self.held if channel in e.channels]:
+            exchange.update()
+
+    def recover(self) -> None:
+        """Forget every channel's last id and refresh every held exchange (``/recover``)."""
+        self.hub.clear_last_ids()
+        for exchange in list(self.held):
+            exchange.update()
+
+
+def _not_running(*args: object) -> None:
+    raise RuntimeError("the app is not being served")

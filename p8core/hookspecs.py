@@ -1,0 +1,102 @@
+"""Every hook p8 calls: the whole extension surface of the core.
+
+Hooks are synchronous and register things; the async work lives in what they return, run
+by the core in its own task group. Names offered through the ``p8_register_*`` hooks are
+unique across plugins: an offer made twice stops start-up with a PluginError naming both.
+Call hooks by keyword; an implementation may take any subset of a spec's arguments.
+"""
+
+# Specs have no bodies: pluggy only reads their signatures and docstrings.
+# mypy: disable-error-code="empty-body"
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .app import App
+    from .config import Config, ConfigSection
+    from .connector import Connector
+    from .hold import HoldMode
+    from .pubsub.items import PublishFormat
+    from .transport import ClientTransport
+
+hookspec = pluggy.HookspecMarker("p8")
+hookimpl = pluggy.HookimplMarker("p8")
+
+Service = Callable[[], Awaitable[None]]
+
+
+# ---- start-up, before the config file is read -------------------------------------------
+
+@hookspec
+def p8_config_sections() -> Sequence[ConfigSection]:
+    """Declare the ``[plugins.<name>]`` tables this plugin owns.
+
+    Called once, before the config file is parsed. Each ``ConfigSection`` names its table
+    and a parser that turns the raw TOML table into a frozen dataclass or raises
+    ``ConfigError``; the result is available as ``config.plugins.section(name)``. A table
+    that no enabled plugin declares is a config error.
+    """
+
+
+# ---- start-up, after the config is loaded (called once each, in this order) -------------
+
+@hookspec
+def p8_register_hold_modes(config: Config) -> Sequence[type[HoldMode]]:
+    """Offer hold modes, keyed by ``HoldMode.name`` (the ``Grip-Hold`` value).
+
+    :param config: the loaded configuration, for plugin settings.
+    :returns: ``HoldMode`` subclasses; a name offered by two plugins stops start-up.
+    """
+
+
+@hookspec
+def p8_register_formats(config: Config) -> Sequence[PublishFormat]:
+    """Offer publish formats, keyed by ``PublishFormat.name`` (a key of ``formats``).
+
+    Each published item's format is parsed once by the instance offered here.
+
+    :param config: the loaded configuration, for plugin settings.
+    :returns: ``PublishFormat`` instances; a name offered by two plugins stops start-up.
+    """
+
+
+@hookspec
+def p8_register_connectors(config: Config) -> Sequence[type[Connector]]:
+    """Offer backend connectors, keyed by each of ``Connector.schemes``.
+
+    A route's target selects its connector by scheme (``http``, ``test``, ...); the core
+    builds one instance per distinct target.
+
+    :param config: the loaded configuration, for plugin settings.
+    :returns: ``Connector`` subclasses; a scheme offered by two plugins stops start-up.
+    """
+
+
+@hookspec
+def p8_register_transports(config: Config) -> Sequence[ClientTransport]:
+    """Offer client transports that may claim a request before it is proxied.
+
+    Each client request is shown to the transports in registration order; the first whose
+    ``claims`` answers true takes over the connection (a WebSocket upgrade, say).
+
+    :param config: the loaded configuration, for plugin settings.
+    :returns: ``ClientTransport`` instances; a ``name`` offered twice stops start-up.
+    """
+
+
+# ---- running -----------------------------------------------------------------------------
+
+@hookspec
+def p8_services(app: App) -> Sequence[Service]:
+    """Offer long-running async callables started with the server (inputs, timers).
+
+    Called once the listeners are bound; each callable runs in the server's task group until
+    shutdown cancels it. One that raises ``P8Error`` stops the server with that message.
+
+    :param app: the running application: hub, config, ``app.publish(...)``, metrics.
+    :returns: zero-argument async callables.
+    """

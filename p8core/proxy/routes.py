@@ -1,0 +1,806 @@
+"""Routes: which origin a request goes to, from TOML ``[[routes]]`` or a Pushpin routes file.
+
+Everything here is pure. :func:`route_from_toml` and :func:`parse_routes_file` turn a definition
+into a :class:`Route` or raise :class:`~p8core.errors.ConfigError`; :class:`Router` applies
+Pushpin's selection rules (``config-and-routes.md`` §3.4) to both, so a routes file moved from
+Pushpin selects the same routes; :func:`rewrite_path` gives the path sent to the origin.
+
+Target strings are ``"scheme://rest"`` (``http://host:port``, ``https://host:port``,
+``zhttp+tcp://127.0.0.1:10010``, ``zhttpreq+tcp://...``) or a bare name such as ``"test"``;
+the part before ``://`` picks the backend connector.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Final, final
+
+from p8core.errors import ConfigError
+
+__all__ = [
+    "Route",
+    "Router",
+    "duplicate_condition",
+    "parse_routes_file",
+    "request_host",
+    "rewrite_path",
+    "route_from_toml",
+]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route: a condition a request must meet, and where and how to forward it.
+
+    The condition is ``host`` (``"*"`` or an exact lowercased host; ``""`` makes the route
+    reachable only by id), ``proto`` (``"http"``/``"ws"``), ``ssl`` and ``path_prefix``.
+    ``targets`` are tried in order when connecting fails. ``headers`` are applied in order:
+    each replaces any request header of that name, an empty value only removes it.
+    ``sig_key`` is kept as written (``base64:...`` is decoded by whoever signs).
+    ``source`` says where the route was defined, for messages.
+    """
+
+    targets: tuple[str, ...]
+    host: str = "*"
+    path_prefix: str = ""
+    proto: str | None = None
+    ssl: bool | None = None
+    id: str | None = None
+    over_http: bool = False
+    one_event: bool = False
+    prefix: str = ""
+    replace_beg: str | None = None
+    path_rem: int = 0
+    as_host: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    debug: bool = False
+    no_grip: bool = False
+    sub: tuple[str, ...] = ()
+    insecure: bool = False
+    sig_iss: str | None = None
+    sig_key: str | None = None
+    source: str = ""
+
+    @property
+    def route_id(self) -> str:
+        """The explicit ``id``, else the default ``<host>,<proto>,<ssl>,<path_prefix>``.
+
+        Unset parts are ``*`` and ``ssl`` is ``yes``/``no``, e.g. ``example.com,ws,*,/chat/``
+        or ``*,*,*,*``. Pushpin 1.36 spells ``ssl`` as ``ssl``/``no-ssl`` with the meanings
+        swapped (``ssl=no`` gives ``ssl``); p8 does not copy that.
+        """
+        if self.id is not None:
+            return self.id
+        ssl = "*" if self.ssl is None else ("yes" if self.ssl else "no")
+        return ",".join((self.host or "*", self.proto or "*", ssl, self.path_prefix or "*"))
+
+
+# ---- shared value rules -------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    """A value that breaks a route rule; the parser adds where it was (``at`` extends the key)."""
+
+    def __init__(self, problem: str, at: str = "") -> None:
+        super().__init__(problem)
+        self.problem, self.at = problem, at
+
+
+_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 header field name
+_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")  # RFC 3986 scheme
+_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")  # a built-in target such as "test"
+_NOT_IN_HOST: Final = frozenset(' \t/?#@,"[]')
+
+
+def _host(value: str) -> str:
+    """Normalise a route host: ``*``, or an exact name lowercased (IPv6 without brackets)."""
+    if value == "*":
+        return value
+    name = value.lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+        if ":" not in name:
+            raise _Invalid(f"{value!r} is not an IPv6 address")
+    if not name:
+        raise _Invalid("must not be empty")
+    if "*" in name:
+        raise _Invalid(f'{value!r}: partial wildcards are not supported; use "*" or an exact host')
+    if any(c in _NOT_IN_HOST or not c.isprintable() for c in name):
+        raise _Invalid(f"{value!r} is not a host name")
+    if name.count(":") == 1:
+        raise _Invalid(f"{value!r}: must not include a port (only the host is compared)")
+    return name
+
+
+def _path_prefix(value: str) -> str:
+    """A path prefix is empty (matches every path) or starts with ``/``."""
+    if value and not value.startswith("/"):
+        raise _Invalid(f'{value!r}: must be empty or start with "/"')
+    return value
+
+
+def _host_port(value: str) -> str:
+    """Check ``host:port`` (IPv6 as ``[addr]:port``); Pushpin's wording for the two errors."""
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 2 or value[end + 1 : end + 2] != ":":
+            raise _Invalid(f"target bad format: {value!r} is not host:port")
+        host, port = value[: end + 1], value[end + 2 :]
+        bad_host = any(c in _NOT_IN_HOST for c in host[1:-1])
+    else:
+        host, sep, port = value.partition(":")
+        if not sep:
+            raise _Invalid(f"target bad format: {value!r} is not host:port")
+        bad_host = any(c in _NOT_IN_HOST for c in host)
+    if not host or bad_host or not host.isprintable():
+        raise _Invalid(f"target bad format: {value!r} is not host:port")
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        raise _Invalid(f"target invalid port: {port!r} in {value!r}")
+    return f"{host}:{int(port)}"
+
+
+def _header(name: str, value: str) -> tuple[str, str]:
+    """A ``header`` override: a valid field name, a value without CR, LF or NUL."""
+    if not _TOKEN.fullmatch(name):
+        raise _Invalid(f"{name!r} is not a header name")
+    if any(c in "\r\n\0" for c in value):
+        raise _Invalid(f"value of {name!r} must not contain CR, LF or NUL")
+    return (name, value)
+
+
+def _not_empty(value: str) -> str:
+    if not value:
+        raise _Invalid("must not be empty")
+    return value
+
+
+@dataclass(slots=True)
+class _Draft:
+    """The fields of a Route while a parser fills them in."""
+
+    targets: list[str] = field(default_factory=list)
+    host: str = "*"
+    path_prefix: str = ""
+    proto: str | None = None
+    ssl: bool | None = None
+    id: str | None = None
+    over_http: bool = False
+    one_event: bool = False
+    prefix: str = ""
+    replace_beg: str | None = None
+    path_rem: int = 0
+    as_host: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    debug: bool = False
+    no_grip: bool = False
+    sub: list[str] = field(default_factory=list)
+    insecure: bool = False
+    sig_iss: str | None = None
+    sig_key: str | None = None
+
+    def build(self, source: str) -> Route:
+        """Check the rules that span several fields, then freeze.
+
+        :raises _Invalid: no host and no id; or both ``path_rem`` and ``replace_beg``.
+        """
+        if not self.host and self.id is None:
+            raise _Invalid("a route with no host needs an id (it is reachable only by id)")
+        if self.path_rem and self.replace_beg is not None:
+            raise _Invalid(
+                "path_rem and replace_beg cannot be combined "
+                "(replace_beg already removes the path prefix)"
+            )
+        return Route(
+            targets=tuple(self.targets),
+            host=self.host,
+            path_prefix=self.path_prefix,
+            proto=self.proto,
+            ssl=self.ssl,
+            id=self.id,
+            over_http=self.over_http,
+            one_event=self.one_event,
+            prefix=self.prefix,
+            replace_beg=self.replace_beg,
+            path_rem=self.path_rem,
+            as_host=self.as_host,
+            headers=tuple(self.headers),
+            debug=self.debug,
+            no_grip=self.no_grip,
+            sub=tuple(self.sub),
+            insecure=self.insecure,
+            sig_iss=self.sig_iss,
+            sig_key=self.sig_key,
+            source=source,
+        )
+
+
+# ---- TOML [[routes]] ----------------------------------------------------------------------
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise _Invalid("expected a string")
+    return value
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("expected a boolean (true or false)")
+    return value
+
+
+def _integer(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid("expected an integer")
+    return value
+
+
+def _strings(value: object) -> list[str]:
+    if not isinstance(value, list):
+        raise _Invalid("expected a list of strings")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _Invalid("expected a string", at=f"[{index}]")
+        if not item:
+            raise _Invalid("must not be empty", at=f"[{index}]")
+    return list(value)
+
+
+def _toml_target(value: str) -> str:
+    """``scheme://rest`` (scheme lowercased), ``host:port`` (meaning ``http://``) or a name."""
+    if not value:
+        raise _Invalid("must not be empty")
+    scheme, sep, rest = value.partition("://")
+    if sep and _SCHEME.fullmatch(scheme) and rest:
+        return f"{scheme.lower()}://{rest}"
+    if not sep and ":" in value:
+        return "http://" + _host_port(value)
+    if not sep and _NAME.fullmatch(value):
+        return value
+    raise _Invalid(
+        f'{value!r} is not a target: expected "http://host:port", "host:port", '
+        'another "scheme://..." or a name like "test"'
+    )
+
+
+def _toml_targets(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [_toml_target(value)]
+    if not isinstance(value, list):
+        raise _Invalid("expected a string or a list of strings")
+    if not value:
+        raise _Invalid("must name at least one target")
+    targets = []
+    for index, item in enumerate(value):
+        try:
+            targets.append(_toml_target(_string(item)))
+        except _Invalid as exc:
+            raise _Invalid(exc.problem, at=f"[{index}]") from None
+    return targets
+
+
+def _toml_headers(value: object) -> list[tuple[str, str]]:
+    if not isinstance(value, Mapping):
+        raise _Invalid("expected a table of header names to values")
+    headers = []
+    for name, item in value.items():
+        if not isinstance(item, str):
+            raise _Invalid("expected a string", at=f".{name}")
+        headers.append(_header(str(name), item))
+    return headers
+
+
+def _apply_toml(draft: _Draft, name: str, value: object) -> None:
+    """Set one ``[[routes]]`` key on the draft; :raises _Invalid: a bad or unknown key."""
+    match name:
+        case "host":
+            text = _string(value)
+            draft.host = _host(text) if text else ""
+        case "path_prefix":
+            draft.path_prefix = _path_prefix(_string(value))
+        case "target":
+            draft.targets = _toml_targets(value)
+        case "proto":
+            if value not in ("http", "ws"):
+                raise _Invalid('expected "http" or "ws"')
+            draft.proto = _string(value)
+        case "ssl":
+            draft.ssl = _boolean(value)
+        case "id":
+            draft.id = _not_empty(_string(value))
+        case "over_http":
+            draft.over_http = _boolean(value)
+        case "one_event":
+            draft.one_event = _boolean(value)
+        case "prefix":
+            draft.prefix = _string(value)
+        case "replace_beg":
+            draft.replace_beg = _string(value)
+        case "path_rem":
+            draft.path_rem = _integer(value)
+            if draft.path_rem < 0:
+                raise _Invalid("must not be negative")
+        case "as_host":
+            draft.as_host = _not_empty(_string(value))
+        case "headers":
+            draft.headers = _toml_headers(value)
+        case "debug":
+            draft.debug = _boolean(value)
+        case "no_grip":
+            draft.no_grip = _boolean(value)
+        case "sub":
+            draft.sub = _strings(value)
+        case "insecure":
+            draft.insecure = _boolean(value)
+        case "sig_iss":
+            draft.sig_iss = _string(value)
+        case "sig_key":
+            draft.sig_key = _string(value)
+        case _:
+            raise _Invalid("unknown key")
+
+
+def route_from_toml(table: Mapping[str, object], source: str, key: str) -> Route:
+    """Parse one ``[[routes]]`` table.
+
+    ``target`` is a string or a list (tried in order on connect failure); ``"host:port"``
+    means ``"http://host:port"``. The route's ``source`` becomes ``"<source>: <key>"``.
+
+    :param table: the table as read by ``tomllib``.
+    :param source: the file name, for messages.
+    :param key: where the table is in the file, e.g. ``"routes[0]"``.
+    :raises ConfigError: an unknown key, a value of the wrong type or out of range, or no target.
+    """
+    draft = _Draft()
+    for name, value in table.items():
+        try:
+            _apply_toml(draft, name, value)
+        except _Invalid as exc:
+            raise ConfigError(source, f"{key}.{name}{exc.at}", exc.problem) from None
+    if "target" not in table:
+        raise ConfigError(
+            source, f"{key}.target", 'required, e.g. target = "http://127.0.0.1:8080"'
+        )
+    try:
+        return draft.build(f"{source}: {key}")
+    except _Invalid as exc:
+        raise ConfigError(source, key, exc.problem) from None
+
+
+# ---- Pushpin routes file ------------------------------------------------------------------
+
+_Props = list[tuple[str, str | None]]  # (name, value); None for a flag written without "="
+_PropSetter = Callable[[str, str | None], None]
+
+_UNSUPPORTED_CONDITION: Final = frozenset(
+    {
+        "orig_headers",
+        "aco",
+        "jsonp_mode",
+        "jsonp_cb",
+        "jsonp_body",
+        "jsonp_defcb",
+        "jsonp_defmethod",
+        "session",
+        "sockjs",
+        "sockjs_as_path",
+        "log_level",
+    }
+)
+_UNSUPPORTED_TARGET: Final = frozenset(
+    {"untrusted", "trust_connect_host", "ipc_file_mode", "client_cert", "client_key"}
+)
+_REPEATABLE: Final = frozenset({"header", "sub"})
+
+
+def _tokenize(line: str) -> list[list[str]]:
+    """Split a line into tokens, each a list of its comma-separated parts, quotes decoded.
+
+    Tokens are separated by spaces (or tabs); ``#`` outside quotes ends the line; inside
+    double quotes, spaces, commas, ``#`` and ``=`` are literal and ``\\\\`` and ``\\"`` are the
+    only escapes.
+    """
+    tokens: list[list[str]] = []
+    parts: list[str] = []
+    buf: list[str] = []
+    in_token = False
+    i, end = 0, len(line)
+    while i < end:
+        c = line[i]
+        if c == '"':
+            i += 1
+            while True:
+                if i >= end:
+                    raise _Invalid("unterminated quote")
+                c = line[i]
+                if c == "\\":
+                    escaped = line[i + 1 : i + 2]
+                    if not escaped:
+                        raise _Invalid("unterminated quote")
+                    if escaped not in ('"', "\\"):
+                        raise _Invalid(f'bad escape \\{escaped} (only \\\\ and \\" are allowed)')
+                    buf.append(escaped)
+                    i += 2
+                elif c == '"':
+                    i += 1
+                    break
+                else:
+                    buf.append(c)
+                    i += 1
+            in_token = True
+        elif c in " \t#":
+            if in_token:
+                parts.append("".join(buf))
+                tokens.append(parts)
+                parts, buf, in_token = [], [], False
+            if c == "#":
+                break
+            i += 1
+        elif c == ",":
+            parts.append("".join(buf))
+            buf, in_token = [], True
+            i += 1
+        else:
+            buf.append(c)
+            in_token = True
+            i += 1
+    if in_token:
+        parts.append("".join(buf))
+        tokens.append(parts)
+    return tokens
+
+
+def _section(parts: list[str]) -> tuple[str, _Props]:
+    """A token's value and props; a first part with ``=`` is a prop and the value is empty."""
+    if "=" in parts[0]:
+        value, rest = "", parts
+    else:
+        value, rest = parts[0], parts[1:]
+    props: _Props = []
+    for part in rest:
+        if not part:
+            raise _Invalid("expecting an option after ','")
+        name, sep, prop_value = part.partition("=")
+        if not name:
+            raise _Invalid(f"empty option name in {part!r}")
+        props.append((name, prop_value if sep else None))
+    return value, props
+
+
+def _flag(value: str | None) -> bool:
+    if value is not None:
+        raise _Invalid("takes no value (it is a flag)")
+    return True
+
+
+def _valued(name: str, value: str | None) -> str:
+    if value is None:
+        raise _Invalid(f"needs a value ({name}=...)")
+    return value
+
+
+def _condition_prop(draft: _Draft, name: str, value: str | None) -> None:
+    """Apply one condition prop; :raises _Invalid: a bad value or an unknown prop."""
+    match name:
+        case "proto":
+            if value not in ("http", "ws"):
+                raise _Invalid("must be set to 'http' or 'ws'")
+            draft.proto = value
+        case "ssl":
+            if value not in ("yes", "no"):
+                raise _Invalid("must be set to 'yes' or 'no'")
+            draft.ssl = value == "yes"
+        case "path_beg":
+            path_beg = _valued(name, value)
+            if not path_beg:
+                raise _Invalid("cannot be empty")
+            draft.path_prefix = _path_prefix(path_beg)
+        case "id":
+            draft.id = _not_empty(_valued(name, value))
+        case "prefix":
+            draft.prefix = _valued(name, value)
+        case "sig_iss":
+            draft.sig_iss = _valued(name, value)
+        case "sig_key":
+            draft.sig_key = _valued(name, value)
+        case "as_host":
+            draft.as_host = _not_empty(_valued(name, value))
+        case "path_rem":
+            text = _valued(name, value)
+            if not (text.isascii() and text.isdigit()):
+                raise _Invalid(f"{text!r} is not a non-negative integer")
+            draft.path_rem = int(text)
+        case "replace_beg":
+            draft.replace_beg = _valued(name, value)
+        case "header":
+            header_name, colon, header_value = _valued(name, value).partition(":")
+            if not colon or not header_name:
+                raise _Invalid("must use format 'name:value'")
+            draft.headers.append(_header(header_name, header_value.lstrip(" ")))
+        case "debug":
+            draft.debug = _flag(value)
+        case "no_grip":
+            draft.no_grip = _flag(value)
+        case _:
+            raise _Invalid("unknown condition option")
+
+
+@dataclass(slots=True)
+class _TargetOptions:
+    """Target props that p8 keeps on the route, not per target."""
+
+    ssl: bool = False
+    insecure: bool = False
+    over_http: bool = False
+    one_event: bool = False
+    host: str | None = None
+    sub: list[str] = field(default_factory=list)
+
+
+def _target_prop(options: _TargetOptions, name: str, value: str | None) -> None:
+    """Apply one target prop; :raises _Invalid: a bad value or an unknown prop."""
+    match name:
+        case "ssl":
+            options.ssl = _flag(value)
+        case "insecure":
+            options.insecure = _flag(value)
+        case "over_http":
+            options.over_http = _flag(value)
+        case "one_event":
+            options.one_event = _flag(value)
+        case "host":
+            options.host = _not_empty(_valued(name, value))
+        case "sub":
+            options.sub.append(_not_empty(_valued(name, value)))
+        case _:
+            raise _Invalid("unknown target option")
+
+
+def _apply_props(props: _Props, unsupported: frozenset[str], apply: _PropSetter) -> None:
+    """Apply props in order: unsupported or repeated ones are errors, each named in the message."""
+    seen: set[str] = set()
+    for name, value in props:
+        if name in unsupported:
+            raise _Invalid(f"'{name}' is not supported by p8")
+        if name in seen and name not in _REPEATABLE:
+            raise _Invalid(f"'{name}' given more than once")
+        seen.add(name)
+        try:
+            apply(name, value)
+        except _Invalid as exc:
+            raise _Invalid(f"{name}: {exc.problem}") from None
+
+
+def _pushpin_target(value: str, options: _TargetOptions) -> str:
+    """Map a routes-file target value to p8's target string."""
+    if value == "test" or value.startswith(("zhttp/", "zhttpreq/")):
+        if options.ssl:
+            raise _Invalid(f"{value!r}: 'ssl' applies only to host:port targets")
+        if value == "test":
+            return value
+        kind, _, spec = value.partition("/")
+        if not spec:
+            raise _Invalid(f"{value!r} needs a ZeroMQ spec, e.g. {kind}/tcp://127.0.0.1:10000")
+        return f"{kind}+{spec}"
+    return ("https://" if options.ssl else "http://") + _host_port(value)
+
+
+def _parse_line(line: str, where: str) -> Route | None:
+    """One routes-file line: None when blank or a comment; :raises _Invalid: a bad line."""
+    tokens = _tokenize(line)
+    if not tokens:
+        return None
+    if len(tokens) < 2:
+        raise _Invalid("must specify condition and at least one target")
+    draft = _Draft()
+    value, props = _section(tokens[0])
+    try:
+        draft.host = _host(value) if value else ""
+    except _Invalid as exc:
+        raise _Invalid(f"condition: {exc.problem}") from None
+
+    _apply_props(props, _UNSUPPORTED_CONDITION, partial(_condition_prop, draft))
+    targets: list[_TargetOptions] = []
+    for token in tokens[1:]:
+        value, props = _section(token)
+        options = _TargetOptions()
+        _apply_props(props, _UNSUPPORTED_TARGET, partial(_target_prop, options))
+        draft.targets.append(_pushpin_target(value, options))
+        targets.append(options)
+    # p8 holds these once per route: the first target's values apply to every target.
+    first = targets[0]
+    draft.insecure, draft.over_http, draft.one_event = (
+        first.insecure,
+        first.over_http,
+        first.one_event,
+    )
+    draft.sub = list(first.sub)
+    if first.host is not None:
+        draft.as_host = first.host  # as in Pushpin, a target's host= overrides as_host
+    return draft.build(where)
+
+
+def parse_routes_file(text: str, source: str) -> list[Route]:
+    """Parse a Pushpin routes file (``config-and-routes.md`` §3.1-§3.3) into routes.
+
+    Conditions map to ``host``/``path_prefix`` and the other Route fields; targets map to
+    ``http://host:port`` (``https://`` with the ``ssl`` target prop), ``test``,
+    ``zhttp+<spec>`` and ``zhttpreq+<spec>``. The target props ``over_http``, ``one_event``,
+    ``insecure``, ``sub`` and ``host`` are held once per route: the first target's values
+    apply to all its targets, and its ``host=`` replaces the route's ``as_host`` (as Pushpin
+    applies a target's host after ``as_host``). Unlike Pushpin, which logs a bad line and
+    skips it, any bad line stops the parse; so do options p8 does not support (``aco``,
+    ``session``, ``orig_headers``, ``jsonp_*``, ``sockjs*``, ``untrusted``, ...), unknown
+    options, options repeated (other than ``header`` and ``sub``), flags given a value and
+    ``path_rem`` together with ``replace_beg``. A route's ``source`` is ``"<source>:<line>"``.
+
+    :param text: the whole file.
+    :param source: the file name, for messages.
+    :raises ConfigError: with key ``"line N"`` for a bad line or a duplicate condition.
+    """
+    routes: list[Route] = []
+    numbers: list[int] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        try:
+            route = _parse_line(line.removesuffix("\r"), f"{source}:{number}")
+        except _Invalid as exc:
+            raise ConfigError(source, f"line {number}", exc.problem) from None
+        if route is not None:
+            routes.append(route)
+            numbers.append(number)
+    duplicate = duplicate_condition(routes)
+    if duplicate is not None:
+        earlier, later = duplicate
+        raise ConfigError(
+            source,
+            f"line {numbers[later]}",
+            f"duplicate condition, same as line {numbers[earlier]}",
+        )
+    return routes
+
+
+def duplicate_condition(routes: Sequence[Route]) -> tuple[int, int] | None:
+    """Find the first two routes with the same host, proto, ssl and path_prefix.
+
+    Routes with no host (reachable only by id) have no condition and are never duplicates.
+
+    :returns: the indexes ``(earlier, later)`` of the first such pair, or None.
+    """
+    seen: dict[tuple[str, str | None, bool | None, str], int] = {}
+    for index, route in enumerate(routes):
+        if not route.host:
+            continue
+        condition = (_host_key(route.host), route.proto, route.ssl, route.path_prefix)
+        if condition in seen:
+            return seen[condition], index
+        seen[condition] = index
+    return None
+
+
+# ---- selection ----------------------------------------------------------------------------
+
+# (websocket wanted: None = any, ssl wanted: None = any, path prefix, route)
+_Candidate = tuple[bool | None, bool | None, str, Route]
+
+
+def _host_key(host: str) -> str:
+    """A route host as the Router indexes it: lowercased, IPv6 without brackets."""
+    key = host.lower()
+    return key[1:-1] if key.startswith("[") and key.endswith("]") else key
+
+
+def request_host(host: str) -> str:
+    """The host a request is routed by: its Host without the port, lowercased.
+
+    ``"Example.COM:8080"`` gives ``"example.com"``, ``"[::1]:80"`` gives ``"::1"``.
+    """
+    if host.startswith("["):
+        end = host.find("]")
+        return (host[1:end] if end > 0 else host[1:]).lower()
+    return host.partition(":")[0].lower()
+
+
+def _candidates(group: list[tuple[int, Route]]) -> tuple[_Candidate, ...]:
+    """Order one host's routes most specific first, so the first eligible one wins."""
+    group.sort(
+        key=lambda item: (
+            item[1].proto is None,  # a route with proto beats one without
+            -len(item[1].path_prefix),  # then the longer path prefix
+            item[1].ssl is None,  # then a route with ssl beats one without
+            item[0],  # then the earlier route
+        )
+    )
+    return tuple(
+        (None if r.proto is None else r.proto == "ws", r.ssl, r.path_prefix, r) for _, r in group
+    )
+
+
+@final
+class Router:
+    """Picks the route for a request, by Pushpin's rules (``config-and-routes.md`` §3.4).
+
+    If any route names the request's host exactly, only those routes are candidates, else
+    the ``"*"`` routes: there is no fallback from a host's routes to ``"*"``. A candidate is
+    eligible when its proto (``ws`` for WebSocket handshakes, ``http`` for the rest), ssl and
+    path prefix match. The most specific eligible route wins, compared in this order: a route
+    with ``proto`` beats one without; a longer ``path_prefix`` wins; a route with ``ssl``
+    beats one without; then the earlier route. Pushpin 1.36 compares field by field as it
+    scans, so there a later route with ``ssl`` and a shorter prefix can beat an earlier one
+    without ``ssl`` (a quirk marked [Q] in the spec); p8 does not copy that.
+
+    Candidate lists are sorted once here, so :meth:`match` stops at the first eligible route.
+    """
+
+    __slots__ = ("_by_host", "_by_id", "_wildcard", "routes")
+
+    routes: tuple[Route, ...]
+    _by_host: dict[str, tuple[_Candidate, ...]]
+    _wildcard: tuple[_Candidate, ...]
+    _by_id: dict[str, Route | None]
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self.routes = tuple(routes)
+        groups: dict[str, list[tuple[int, Route]]] = {}
+        for index, route in enumerate(self.routes):
+            if route.host:  # a route without a host is reachable only by id
+                groups.setdefault(_host_key(route.host), []).append((index, route))
+        self._by_host = {host: _candidates(group) for host, group in groups.items()}
+        self._wildcard = self._by_host.pop("*", ())
+        self._by_id = {}
+        for route in self.routes:
+            route_id = route.route_id
+            # An id used twice selects nothing (as in Pushpin), since either route could be meant.
+            self._by_id[route_id] = None if route_id in self._by_id else route
+
+    def match(
+        self, host: str, path: str, *, websocket: bool = False, ssl: bool = False
+    ) -> Route | None:
+        """The route for a request, or None (the caller answers 502 ``No route for host``).
+
+        :param host: the request's Host (a port and IPv6 brackets are allowed).
+        :param path: the raw request path, as received.
+        :param websocket: the request is a WebSocket handshake.
+        :param ssl: the client connection is TLS.
+        """
+        candidates = self._by_host.get(request_host(host), self._wildcard)
+        for want_ws, want_ssl, prefix, route in candidates:
+            if (
+                (want_ws is None or want_ws == websocket)
+                and (want_ssl is None or want_ssl == ssl)
+                and path.startswith(prefix)
+            ):
+                return route
+        return None
+
+    def by_id(self, route_id: str) -> Route | None:
+        """The route with this :attr:`Route.route_id` (for ``Pushpin-Route``); None if unknown
+        or if two routes share the id."""
+        return self._by_id.get(route_id)
+
+
+def rewrite_path(route: Route, path: str) -> str:
+    """The path to send to the origin, as Pushpin rewrites it.
+
+    With ``replace_beg``, a leading ``path_prefix`` is replaced by it (``path_prefix="/api/"``,
+    ``replace_beg="/"``: ``/api/x`` becomes ``/x``); a path not starting with the prefix, which
+    only a route chosen by id can get, is left alone. Otherwise ``path_rem`` removes that many
+    leading characters. A rewritten path that does not start with ``/`` gets one. A query
+    string is kept unchanged. Characters are bytes here: request paths are ASCII
+    (percent-encoded), as Pushpin counts them.
+    """
+    if route.replace_beg is None and not route.path_rem:
+        return path
+    target, mark, query = path.partition("?")
+    if route.replace_beg is not None:
+        if not target.startswith(route.path_prefix):
+            return path
+        target = route.replace_beg + target[len(route.path_prefix) :]
+    else:
+        target = target[route.path_rem :]
+    if not target.startswith("/"):
+        target = "/" + target
+    return target + mark + query

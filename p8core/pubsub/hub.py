@@ -1,0 +1,361 @@
+"""The hub: channels -> subscribers, id de-duplication, prev-id ordering, fan-out.
+
+Sans-I/O and synchronous: the shell calls ``publish`` for each parsed item and ``tick``
+about once a second, passing the time in. The rules are ``spec/publishing.md`` §5 and §6,
+modelled on Pushpin's sequencer.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from p8core.pubsub.items import PublishItem
+
+__all__ = ["Hub", "HubStats", "Subscriber"]
+
+
+class Subscriber(Protocol):
+    """A held connection's end of the hub.
+
+    Used as a dict key (hashed by identity unless it defines otherwise); its ``format``
+    must not change while it is subscribed.
+    """
+
+    @property
+    def format(self) -> str:
+        """The one format name it takes (``"http-stream"``, ``"http-response"``, ...)."""
+        ...
+
+    def deliver(self, item: PublishItem) -> None:
+        """Take one item: a plain call that must not block and must not raise.
+
+        It may unsubscribe itself (or others) from the hub, e.g. to close on overflow.
+        """
+        ...
+
+
+@dataclass(slots=True)
+class HubStats:
+    """Running counters of a hub; plain ints, read by the shell for metrics."""
+
+    published: int = 0  # items handed to publish()
+    delivered: int = 0  # (item, subscriber) deliveries
+    duplicates_dropped: int = 0  # dropped by the id cache
+    parked: int = 0  # held back by prev-id ordering
+    parked_dropped: int = 0  # not parked: same (channel, prev-id) already parked, or too many
+    parked_released_late: int = 0  # delivered by tick() after message_wait
+
+
+class _Group:
+    """The subscribers of one channel taking one format, and a cached snapshot of them."""
+
+    __slots__ = ("snapshot", "subs")
+
+    def __init__(self) -> None:
+        self.subs: dict[Subscriber, None] = {}
+        self.snapshot: tuple[Subscriber, ...] | None = None
+
+
+class _Parked:
+    """An item waiting for its predecessor."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: PublishItem) -> None:
+        self.item = item
+
+
+class Hub:
+    """Channels, their subscribers, and the way of an item from ``publish`` to ``deliver``.
+
+    A channel is *subscribed* while it has a subscriber or its subscription lingers
+    (§6). Every time-driven state change happens in ``publish`` or ``tick`` at the ``now``
+    passed in; deadlines are kept in queues in the order they fall due, so ``tick`` costs
+    nothing when nothing is due.
+    """
+
+    def __init__(
+        self,
+        *,
+        id_cache_ttl: float = 60.0,
+        message_wait: float = 5.0,
+        subscription_linger: float = 60.0,
+        max_parked_per_channel: int = 100,
+        max_last_ids: int = 1_000_000,
+    ) -> None:
+        """
+        :param id_cache_ttl: seconds an item's ``(channel, id)`` is remembered to drop
+            repeats; 0 turns de-duplication off.
+        :param message_wait: seconds a parked item waits for its predecessor.
+        :param subscription_linger: seconds a channel stays subscribed after its last
+            subscriber left with ``linger=True``.
+        :param max_parked_per_channel: parked items per channel; more are dropped.
+        :param max_last_ids: channels whose last id is kept; least recently set evicted.
+        """
+        self.id_cache_ttl = id_cache_ttl
+        self.message_wait = message_wait
+        self.subscription_linger = subscription_linger
+        self.max_parked_per_channel = max_parked_per_channel
+        self.max_last_ids = max_last_ids
+
+        self.stats = HubStats()
+        #: Called with a channel when it becomes subscribed (its first subscriber arrived).
+        self.on_subscribed: list[Callable[[str], None]] = []
+        #: Called with a channel when it becomes unsubscribed (after any linger).
+        self.on_unsubscribed: list[Callable[[str], None]] = []
+        #: Called after each item's fan-out (released parked items too) with the number
+        #: of subscribers that received it.
+        self.on_delivered: list[Callable[[PublishItem, int], None]] = []
+
+        # channel -> format -> group; a channel is here only while it has a subscriber.
+        self._channels: dict[str, dict[str, _Group]] = {}
+        # Bumped by every removal, so a fan-out notices subscribers removed under it.
+        self._removals = 0
+        # Lingering channels: channel -> deadline, and the deadlines in order (stale
+        # entries are skipped when they do not match the dict).
+        self._linger: dict[str, float] = {}
+        self._linger_queue: deque[tuple[float, str]] = deque()
+        # Id cache: (channel, id) -> expiry, and the expiries in order.
+        self._ids: dict[tuple[str, str], float] = {}
+        self._id_queue: deque[tuple[float, tuple[str, str]]] = deque()
+        # Ordering: last delivered id per channel (LRU), parked items by channel and
+        # prev-id, and the park deadlines in order.
+        self._last_ids: OrderedDict[str, str] = OrderedDict()
+        self._parked: dict[str, dict[str, _Parked]] = {}
+        self._park_queue: deque[tuple[float, str, str, _Parked]] = deque()
+
+    # ---- subscriptions -------------------------------------------------------------
+
+    def subscribe(self, channel: str, sub: Subscriber, now: float) -> bool:
+        """Add ``sub`` to ``channel``; O(1). Subscribing twice is a no-op.
+
+        :returns: True when the channel had no subscriber before, not even a lingering
+            one: the caller's cue for an update on first subscription.
+        """
+        groups = self._channels.get(channel)
+        first = False
+        if groups is None:
+            groups = self._channels[channel] = {}
+            first = self._linger.pop(channel, None) is None
+        fmt = sub.format
+        group = groups.get(fmt)
+        if group is None:
+            group = groups[fmt] = _Group()
+        if sub not in group.subs:
+            group.subs[sub] = None
+            group.snapshot = None
+        if first:
+            for listener in self.on_subscribed:
+                listener(channel)
+        return first
+
+    def unsubscribe(
+        self, channel: str, sub: Subscriber, now: float, *, linger: bool = False
+    ) -> None:
+        """Remove ``sub`` from ``channel``; O(1). Unknown pairs are ignored.
+
+        When it was the channel's last subscriber, the channel becomes unsubscribed at once
+        (parked items discarded, last id forgotten, ``on_unsubscribed`` called) unless
+        ``linger`` (a response hold), which keeps it subscribed until
+        ``now + subscription_linger``.
+        """
+        groups = self._channels.get(channel)
+        if groups is None:
+            return
+        fmt = sub.format
+        group = groups.get(fmt)
+        if group is None or sub not in group.subs:
+            return
+        del group.subs[sub]
+        group.snapshot = None
+        self._removals += 1
+        if group.subs:
+            return
+        del groups[fmt]
+        if groups:
+            return
+        del self._channels[channel]
+        if linger and self.subscription_linger > 0:
+            deadline = now + self.subscription_linger
+            self._linger[channel] = deadline
+            self._linger_queue.append((deadline, channel))
+        else:
+            self._unsubscribed(channel)
+
+    def subscriber_count(self, channel: str) -> int:
+        """How many subscribers ``channel`` has now (a lingering channel has none)."""
+        groups = self._channels.get(channel)
+        if groups is None:
+            return 0
+        return sum(len(group.subs) for group in groups.values())
+
+    def channels(self) -> int:
+        """How many channels are subscribed, lingering ones included."""
+        return len(self._channels) + len(self._linger)
+
+    def is_subscribed(self, channel: str) -> bool:
+        """Whether ``channel`` has a subscriber or a lingering subscription."""
+        return channel in self._channels or channel in self._linger
+
+    # ---- last ids ------------------------------------------------------------------
+
+    def last_id(self, channel: str) -> str | None:
+        """The id of the last sequenced item delivered on ``channel``, if known."""
+        return self._last_ids.get(channel)
+
+    def forget_last_id(self, channel: str) -> None:
+        """Forget ``channel``'s last id: its next item is delivered whatever its prev-id."""
+        self._last_ids.pop(channel, None)
+
+    def clear_last_ids(self) -> None:
+        """Forget every last id (the recover command)."""
+        self._last_ids.clear()
+
+    # ---- publishing ----------------------------------------------------------------
+
+    def publish(self, item: PublishItem, now: float) -> int:
+        """Run one item through de-duplication and ordering, then fan it out (§5).
+
+        :returns: the deliveries this call made: the item's receivers plus those of any
+            parked items it released; 0 when it was dropped or parked.
+        """
+        self.stats.published += 1
+        channel = item.channel
+        sequenced = not item.no_seq and (channel in self._channels or channel in self._linger)
+
+        if item.id is not None and self.id_cache_ttl > 0:
+            self._expire_ids(now)
+            key = (channel, item.id)
+            if key in self._ids:
+                self.stats.duplicates_dropped += 1
+                return 0
+            expiry = now + self.id_cache_ttl
+            self._ids[key] = expiry
+            self._id_queue.append((expiry, key))
+
+        if not sequenced:
+            return self._fan_out(item)
+
+        prev_id = item.prev_id
+        if prev_id is not None:
+            last = self._last_ids.get(channel)
+            if last is not None and last != prev_id:
+                self._park(item, prev_id, now)
+                return 0
+        return self._send(item)
+
+    def tick(self, now: float) -> None:
+        """Do what has fallen due: deliver parked items that waited ``message_wait`` (in
+        the order they were parked), end expired lingering subscriptions, expire ids."""
+        queue = self._park_queue
+        while queue and queue[0][0] <= now:
+            _, channel, prev_id, parked = queue.popleft()
+            pending = self._parked.get(channel)
+            if pending is None or pending.get(prev_id) is not parked:
+                continue  # released or discarded already
+            del pending[prev_id]
+            if not pending:
+                del self._parked[channel]
+            self.stats.parked_released_late += 1
+            self._send(parked.item)
+
+        lqueue = self._linger_queue
+        while lqueue and lqueue[0][0] <= now:
+            deadline, channel = lqueue.popleft()
+            if self._linger.get(channel) == deadline:
+                del self._linger[channel]
+                self._unsubscribed(channel)
+
+        self._expire_ids(now)
+
+    # ---- internals -----------------------------------------------------------------
+
+    def _unsubscribed(self, channel: str) -> None:
+        """``channel`` has no subscription left: drop its ordering state, tell listeners."""
+        self._parked.pop(channel, None)
+        self._last_ids.pop(channel, None)
+        for listener in self.on_unsubscribed:
+            listener(channel)
+
+    def _expire_ids(self, now: float) -> None:
+        queue = self._id_queue
+        ids = self._ids
+        while queue and queue[0][0] <= now:
+            expiry, key = queue.popleft()
+            if ids.get(key) == expiry:
+                del ids[key]
+
+    def _set_last_id(self, channel: str, item_id: str | None) -> None:
+        last_ids = self._last_ids
+        if item_id is None:
+            last_ids.pop(channel, None)
+            return
+        last_ids[channel] = item_id
+        last_ids.move_to_end(channel)
+        if len(last_ids) > self.max_last_ids:
+            last_ids.popitem(last=False)
+
+    def _park(self, item: PublishItem, prev_id: str, now: float) -> None:
+        pending = self._parked.get(item.channel)
+        if pending is None:
+            pending = self._parked[item.channel] = {}
+        if prev_id in pending or len(pending) >= self.max_parked_per_channel:
+            self.stats.parked_dropped += 1
+            if not pending:
+                del self._parked[item.channel]
+            return
+        parked = _Parked(item)
+        pending[prev_id] = parked
+        self._park_queue.append((now + self.message_wait, item.channel, prev_id, parked))
+        self.stats.parked += 1
+
+    def _send(self, item: PublishItem) -> int:
+        """Deliver a sequenced item, then the chain of parked items that follow it."""
+        channel = item.channel
+        self._set_last_id(channel, item.id)
+        n = self._fan_out(item)
+        next_id = item.id
+        while next_id is not None:
+            # Looked up afresh each time: a delivery may have unsubscribed the channel.
+            pending = self._parked.get(channel)
+            if pending is None:
+                break
+            parked = pending.pop(next_id, None)
+            if parked is None:
+                break
+            if not pending:
+                del self._parked[channel]
+            follower = parked.item
+            self._set_last_id(channel, follower.id)
+            n += self._fan_out(follower)
+            next_id = follower.id
+        return n
+
+    def _fan_out(self, item: PublishItem) -> int:
+        """Hand ``item`` to each subscriber of its channel that takes one of its formats."""
+        groups = self._channels.get(item.channel)
+        n = 0
+        if groups is not None:
+            for fmt in item.formats:
+                group = groups.get(fmt)
+                if group is None:
+                    continue
+                snapshot = group.snapshot
+                if snapshot is None:
+                    snapshot = group.snapshot = tuple(group.subs)
+                removals = self._removals
+                skipped = 0
+                for sub in snapshot:
+                    # Only after a removal during this loop: skip subscribers now gone.
+                    if self._removals != removals and sub not in group.subs:
+                        skipped += 1
+                        continue
+                    sub.deliver(item)
+                n += len(snapshot) - skipped
+        self.stats.delivered += n
+        for listener in self.on_delivered:
+            listener(item, n)
+        return n

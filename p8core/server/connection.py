@@ -1,0 +1,274 @@
+"""One HTTP/1.x connection: an asyncio Protocol with h11 on top.
+
+Bytes arrive through ``data_received`` and wait in a bounded buffer (reading pauses while
+it is full); writes go straight to the transport without awaiting, and a writer that cares
+about memory awaits :meth:`HttpConnection.drain`. A connection runs its request cycles in a
+task spawned on demand, so a held exchange needs no task of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import h11
+import structlog
+
+Headers = list[tuple[bytes, bytes]]
+
+log = structlog.get_logger().bind(component="connection")
+
+READ_BUFFER_MAX = 262_144
+WRITE_HIGH_WATER = 262_144
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRequest:
+    """A request head as received from a client."""
+
+    method: bytes
+    target: bytes
+    headers: Headers
+    http_version: bytes
+    peer: str
+    ssl: bool = False
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lowercase), or ``None``."""
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    @property
+    def host(self) -> str:
+        """The Host header without port, lowercased."""
+        raw = (self.header(b"host") or b"").decode("latin-1").lower()
+        if raw.startswith("["):
+            return raw[1:].split("]", 1)[0]
+        return raw.rsplit(":", 1)[0] if raw.count(":") == 1 else raw
+
+    @property
+    def path(self) -> str:
+        return self.target.split(b"?", 1)[0].decode("latin-1")
+
+
+def phrase(status: int) -> bytes:
+    """The standard reason phrase of ``status`` (``b"Unknown"`` for unlisted codes)."""
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b"Unknown"
+
+
+class ConnectionGone(Exception):
+    """The client closed the connection (or it was closed under us)."""
+
+
+Handler = Callable[["HttpConnection", ClientRequest], Awaitable[bool]]
+"""Serves one request; returns False when something else (a hold) now owns the connection."""
+
+
+class HttpConnection(asyncio.Protocol):
+    """A client connection speaking HTTP/1.x through h11."""
+
+    def __init__(self, handler: Handler, spawn: Callable[..., Any], *,
+                 max_header_size: int, on_close: Callable[[HttpConnection], None],
+                 ssl: bool = False, head_too_large: int = 431) -> None:
+        self.handler, self.spawn, self.on_close = handler, spawn, on_close
+        self.head_too_large = head_too_large
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.ssl = ssl
+        self.closed = False
+        self.on_gone: Callable[[], None] | None = None
+        """Called once when the client goes away while a hold owns the connection."""
+        self._buffer = bytearray()
+        self._eof = False
+        self._paused = False
+        self._readable: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+
+    # ---- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) else ""
+        self.resume_cycle()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > READ_BUFFER_MAX and not self._paused and self.transport:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_reader()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._eof = True
+        self._wake_reader()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        gone, self.on_gone = self.on_gone, None
+        if gone is not None:
+            gone()
+        self.on_close(self)
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def _wake_reader(self) -> None:
+        if self._readable is not None and not self._readable.done():
+            self._readable.set_result(None)
+
+    async def receive(self) -> bytes:
+        """The bytes received so far (waiting for some); ``b""`` at end of stream."""
+        while not self._buffer and not self._eof:
+            self._readable = asyncio.get_running_loop().create_future()
+            await self._readable
+            self._readable = None
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def next_event(self) -> Any:
+        """The next h11 event from the client, reading as needed."""
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                self.h11.receive_data(await self.receive())
+                continue
+            return event
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """Yield the current request's body as it arrives (answering ``Expect``)."""
+        if self.h11.they_are_waiting_for_100_continue:
+            self.write(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])))
+        while True:
+            event = await self.next_event()
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            else:
+                raise ConnectionGone()
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    def write(self, data: bytes | None) -> None:
+        """Queue bytes for the client without waiting."""
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait until the transport's buffer is below its high-water mark."""
+        if self._writable is not None:
+            await self._writable
+        if self.closed:
+            raise ConnectionGone()
+
+    @property
+    def unsent(self) -> int:
+        """Bytes written but not yet taken by the kernel."""
+        return self.transport.get_write_buffer_size() if self.transport else 0
+
+    def send_head(self, status: int, headers: Headers, reason: bytes = b"") -> None:
+        """Write the response head; h11 chooses the framing the headers leave open."""
+        self.write(self.h11.send(h11.Response(status_code=status, headers=headers,
+                                              reason=reason or phrase(status))))
+
+    def send_data(self, data: bytes) -> None:
+        if data:
+            self.write(self.h11.send(h11.Data(data=data)))
+
+    def send_end(self) -> None:
+        self.write(self.h11.send(h11.EndOfMessage()))
+
+    def respond(self, status: int, body: bytes, headers: Headers | None = None,
+                reason: bytes = b"") -> None:
+        """Write a whole response with a Content-Length."""
+        head = list(headers) if headers is not None else [(b"content-type", b"text/plain")]
+        head.append((b"content-length", str(len(body)).encode()))
+        self.send_head(status, head, reason)
+        self.send_data(body)
+        self.send_end()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    # ---- request cycles ---------------------------------------------------------------------
+
+    def resume_cycle(self) -> None:
+        """Serve the connection's next requests in a new task."""
+        self.spawn(self._cycles)
+
+    def finish_exchange(self) -> None:
+        """The current response is complete: go on with the next request, or close."""
+        if self.closed:
+            return
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            self.h11.start_next_cycle()
+            self.resume_cycle()
+        else:
+            self.close()
+
+    async def _cycles(self) -> None:
+        try:
+            while not self.closed:
+                event = await self.next_event()
+                if not isinstance(event, h11.Request):
+                    break
+                request = ClientRequest(event.method, event.target, list(event.headers),
+                                        event.http_version, self.peer, self.ssl)
+                if not await self.handler(self, request):
+                    return
+                if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
+                    break
+                self.h11.start_next_cycle()
+        except h11.RemoteProtocolError as e:
+            self._reject(e)
+        except ConnectionGone:
+            pass
+        except Exception:
+            log.exception("connection_failed", peer=self.peer)
+            if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                self.respond(500, b"Internal error.\n", [(b"content-type", b"text/plain"),
+                                                          (b"connection", b"close")])
+        self.close()
+
+    def _reject(self, e: h11.RemoteProtocolError) -> None:
+        """Answer a request h11 could not parse: 400, or 431 for an oversized head."""
+        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        if e.error_status_hint == 431:
+            status, body = self.head_too_large, b"Request header too large.\n"
+        else:
+            status, body = 400, f"Bad request: {e}\n".encode()
+        self.respond(status, body,
+                     [(b"content-type", b"text/plain"), (b"connection", b"close")])

@@ -1,0 +1,99 @@
+"""The HTTP control API: ``POST /publish/`` and ``POST /recover`` (publishing.md §2)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ..errors import PublishError
+from ..proxy.headers import request_body_length
+from .connection import ClientRequest, HttpConnection
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = structlog.get_logger().bind(component="control")
+
+NOT_ACCEPTABLE = b"Not Acceptable. Supported formats are text/plain and application/json.\n"
+
+
+def wants_json(accept: bytes | None) -> bool | None:
+    """Content negotiation: True for JSON, False for text, None when neither is accepted."""
+    if accept is None:
+        return False
+    choice: bool | None = None
+    for part in accept.split(b","):
+        media = part.split(b";", 1)[0].strip().lower()
+        if media in (b"text/plain", b"text/*", b"*/*", b"*"):
+            choice = False
+        elif media in (b"application/json", b"application/*"):
+            choice = True
+    return choice
+
+
+class ControlApi:
+    """Serves the control listener's requests; every answer closes the connection."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.routes = {"/publish": self._publish, "/recover": self._recover}
+
+    async def handle(self, conn: HttpConnection, req: ClientRequest) -> bool:
+        path = req.path[:-1] if req.path.endswith("/") and req.path != "/" else req.path
+        if path == "/":
+            self._answer(conn, 200, b"p8 API\n")
+            return False
+        action = self.routes.get(path)
+        if action is None:
+            self._answer(conn, 404, b"Not Found\n")
+            return False
+        if req.method != b"POST":
+            self._answer(conn, 405, b"Method not allowed: %s.\n" % req.method,
+                         [(b"allow", b"POST")])
+            return False
+        as_json = wants_json(req.header(b"accept"))
+        if as_json is None:
+            self._answer(conn, 406, NOT_ACCEPTABLE)
+            return False
+        length = request_body_length(req.headers)
+        if length is None:
+            self._answer(conn, 411, b"Request requires Content-Length.\n")
+            return False
+        if length > self.app.config.control.max_body:
+            self._answer(conn, 400, b"Request body too large.\n")
+            return False
+        body = bytearray()
+        async for chunk in conn.body():
+            body += chunk
+        try:
+            message = action(bytes(body))
+        except PublishError as e:
+            log.warning("publish_rejected", reason=str(e))
+            self._answer(conn, e.status_hint, f"{e}\n".encode())
+            return False
+        if as_json:
+            self._answer(conn, 200, json.dumps({"message": message}).encode() + b"\n",
+                         [(b"content-type", b"application/json")])
+        else:
+            self._answer(conn, 200, f"{message}\n".encode())
+        return False
+
+    def _publish(self, body: bytes) -> str:
+        count = self.app.publish_body(body)
+        log.debug("published", items=count)
+        return "Published"
+
+    def _recover(self, body: bytes) -> str:
+        self.app.recover()
+        log.info("recovered")
+        return "Updated"
+
+    @staticmethod
+    def _answer(conn: HttpConnection, status: int, body: bytes,
+                headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        head = headers if headers and headers[0][0] == b"content-type" else [
+            (b"content-type", b"text/plain"), *(headers or [])]
+        conn.respond(status, body, [*head, (b"connection", b"close")])
+        conn.close()

@@ -1,0 +1,150 @@
+"""The shell around a hold mode: carries out its actions on a client connection.
+
+A held exchange is the hub's subscriber for its connection. Deliveries are plain calls that
+write without blocking; a connection whose unsent bytes pass ``write_buffer_max`` is closed
+as too slow and counted. No task runs while an exchange waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import h11
+import structlog
+
+from ..hold import (
+    Action,
+    ArmTimer,
+    Finish,
+    HoldMode,
+    Retry,
+    SendBody,
+    SendHead,
+    Subscribe,
+    Unsubscribe,
+)
+from ..pubsub.items import PublishItem
+from .connection import HttpConnection
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = structlog.get_logger().bind(component="hold")
+
+
+class HeldExchange:
+    """One client exchange run by a :class:`HoldMode`; the hub's subscriber."""
+
+    __slots__ = ("app", "channels", "conn", "done", "format", "mode")
+
+    def __init__(self, app: App, conn: HttpConnection, mode: HoldMode) -> None:
+        self.app, self.conn, self.mode = app, conn, mode
+        self.format = mode.format
+        self.channels: list[str] = []
+        self.done = False
+
+    def start(self, channels: Sequence[str]) -> None:
+        """Subscribe, then run the mode's first actions."""
+        self.app.held.add(self)
+        self.conn.on_gone = self.client_gone
+        self._subscribe(channels)
+        self._event(self.mode.start)
+
+    # ---- events -----------------------------------------------------------------------------
+
+    def deliver(self, item: PublishItem) -> None:
+        """A published item for this exchange's format (called by the hub)."""
+        self._event(self.mode.on_item, item)
+
+    def on_timer(self) -> None:
+        self._event(self.mode.on_timer)
+
+    def update(self) -> None:
+        """Ask the mode to refresh from the backend (recover, first subscription)."""
+        self._event(self.mode.on_update)
+
+    def client_gone(self) -> None:
+        if not self.done:
+            self._end()
+            self.mode.on_close()
+
+    def _event(self, handler: Callable[..., Sequence[Action]], *args: object) -> None:
+        """Run a mode's event handler; a failing mode ends its own exchange only."""
+        if self.done:
+            return
+        try:
+            self.run(handler(*args))
+        except Exception:
+            log.exception("hold_failed", mode=self.mode.name, peer=self.conn.peer)
+            self._end()
+            self.conn.abort()
+
+    def shutdown(self) -> None:
+        """The server is stopping: end the response cleanly and close the connection."""
+        if self.done:
+            return
+        self._end()
+        if self.conn.h11.our_state is h11.SEND_BODY:
+            self.conn.send_end()
+        self.conn.close()
+
+    # ---- actions ----------------------------------------------------------------------------
+
+    def run(self, actions: Sequence[Action]) -> None:
+        """Carry out ``actions`` in order."""
+        conn = self.conn
+        for action in actions:
+            if self.done:
+                return
+            if isinstance(action, SendBody):
+                conn.send_data(action.data)
+                if conn.unsent > self.app.config.server.write_buffer_max:
+                    self.app.metrics.slow_clients_closed += 1
+                    log.warning("slow_client_closed", peer=conn.peer, unsent=conn.unsent)
+                    self._end()
+                    conn.abort()
+            elif isinstance(action, SendHead):
+                headers = list(action.headers)
+                if action.content_length is not None:
+                    headers.append((b"content-length", str(action.content_length).encode()))
+                conn.send_head(action.status, headers, action.reason)
+            elif isinstance(action, ArmTimer):
+                self.app.timers.arm(self, action.seconds, self.on_timer)
+            elif isinstance(action, Subscribe):
+                self._subscribe(action.channels)
+            elif isinstance(action, Unsubscribe):
+                self._unsubscribe(action.channels)
+            elif isinstance(action, Finish):
+                conn.send_end()
+                self._end()
+                conn.finish_exchange()
+            elif isinstance(action, Retry):
+                self._end()
+                self.app.spawn(self.app.proxy.retry, conn, self.mode.hold, action.headers)
+            else:
+                raise TypeError(f"unknown hold action {action!r}")
+
+    def _subscribe(self, channels: Sequence[str]) -> None:
+        hub, now = self.app.hub, self.app.clock()
+        room = self.app.config.pubsub.connection_subscription_max - len(self.channels)
+        for channel in channels[:max(room, 0)]:
+            if channel not in self.channels:
+                self.channels.append(channel)
+                if hub.subscribe(channel, self, now):
+                    self.app.first_subscription(channel)
+
+    def _unsubscribe(self, channels: Sequence[str]) -> None:
+        hub, now, linger = self.app.hub, self.app.clock(), self.mode.linger
+        for channel in channels:
+            if channel in self.channels:
+                self.channels.remove(channel)
+                hub.unsubscribe(channel, self, now, linger=linger)
+
+    def _end(self) -> None:
+        """Leave the hub and the timer wheel; the exchange takes no more events."""
+        self.done = True
+        self.conn.on_gone = None
+        self._unsubscribe(list(self.channels))
+        self.app.timers.cancel(self)
+        self.app.held.discard(self)

@@ -1,0 +1,218 @@
+"""The way of a client request: route, forward, then relay the answer or hold it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ..connector import OriginError, OriginRequest, OriginResponse
+from ..errors import InstructionError
+from ..grip.instructions import Instruct, is_grip_response, parse_instruct
+from ..hold import Hold, HeldRequest
+from ..proxy.headers import GRIP_FEATURE, request_body_length, request_headers, response_headers
+from ..proxy.routes import Route, rewrite_path
+from .connection import ClientRequest, ConnectionGone, HttpConnection
+from .held import HeldExchange
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = structlog.get_logger().bind(component="proxy")
+
+Headers = tuple[tuple[bytes, bytes], ...]
+
+
+class BodyRecorder:
+    """Passes a request body through while keeping its first ``limit`` bytes for retries."""
+
+    __slots__ = ("consumed", "kept", "limit", "overflowed", "source")
+
+    def __init__(self, source: AsyncIterator[bytes], limit: int) -> None:
+        self.source, self.limit = source, limit
+        self.kept = bytearray()
+        self.consumed = 0
+        self.overflowed = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self.source:
+            self.consumed += len(chunk)
+            if not self.overflowed:
+                if len(self.kept) + len(chunk) > self.limit:
+                    self.overflowed = True
+                    self.kept.clear()
+                else:
+                    self.kept += chunk
+            yield chunk
+
+
+async def _replay(body: bytes) -> AsyncIterator[bytes]:
+    if body:
+        yield body
+
+
+class Proxy:
+    """Forwards client requests to backends and acts on GRIP instructions."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def handle(self, conn: HttpConnection, req: ClientRequest) -> bool:
+        """Serve one client request. Returns False when a hold now owns the connection."""
+        started = time.perf_counter()
+        self.app.metrics.requests += 1
+        route = self.app.router.match(req.host, req.path, websocket=False, ssl=req.ssl)
+        if route is None:
+            conn.respond(502, f"No route for host: {req.host}\n".encode())
+            self._log(req, None, 502, started)
+            return True
+        recorder = BodyRecorder(conn.body(), self.app.config.proxy.max_grip_body)
+        length = request_body_length(req.headers)
+        return await self._forward(conn, req, route, recorder.chunks(), length, recorder, (),
+                                   started)
+
+    async def retry(self, conn: HttpConnection, hold: Hold, extra: Headers) -> None:
+        """Send a held request to the backend again (``Retry``), then serve the answer."""
+        request = hold.request
+        req = ClientRequest(request.method, request.target, list(request.headers),
+                            b"1.1", request.peer, request.ssl)
+        recorder = BodyRecorder(_replay(request.body), len(request.body))
+        try:
+            if await self._forward(conn, req, hold.route, recorder.chunks(),
+                                   len(request.body), recorder, extra, time.perf_counter()):
+                conn.finish_exchange()
+        except ConnectionGone:
+            conn.close()
+
+    async def _forward(self, conn: HttpConnection, req: ClientRequest, route: Route,
+                       body: AsyncIterator[bytes], length: int | None,
+                       recorder: BodyRecorder, extra: Headers, started: float) -> bool:
+        app = self.app
+        grip = not route.no_grip
+        trusted = grip and self._trusted(req)
+        added: list[tuple[bytes, bytes]] = list(extra)
+        if grip and not trusted:
+            signer = app.route_signer(route.sig_iss, route.sig_key)
+            if signer is not None:
+                added.append((b"grip-sig", signer.token(time.time()).encode()))
+            added.append((b"grip-feature", GRIP_FEATURE))
+        host = route.as_host.encode() if route.as_host else None
+        headers = request_headers(req.headers, trusted=trusted, overrides=route.headers,
+                                  host=host, peer=req.peer,
+                                  xff_rules=app.config.proxy.x_forwarded_for, added=added)
+        path, _, query = req.target.decode("latin-1").partition("?")
+        target = rewrite_path(route, path) + (f"?{query}" if query else "")
+        outbound = OriginRequest(req.method, target.encode("latin-1"), headers, body, length,
+                                 route)
+        try:
+            resp = await self._send(route, outbound, recorder)
+        except OriginError as e:
+            status = e.status_hint
+            conn.respond(status, f"{e}\n".encode())
+            log.warning("origin_failed", route=route.route_id, reason=str(e), status=status)
+            self._log(req, route, status, started)
+            return True
+        app.metrics.requests_proxied += 1
+        try:
+            if grip and not trusted and is_grip_response(resp.headers):
+                return await self._grip(conn, req, route, resp, recorder, started)
+            return await self._relay(conn, req, route, resp, started)
+        finally:
+            await resp.aclose()
+
+    async def _send(self, route: Route, outbound: OriginRequest,
+                    recorder: BodyRecorder) -> OriginResponse:
+        """Try the route's targets in order while nothing of the body was sent yet."""
+        timeout = self.app.config.proxy.backend_timeout
+        for i, target in enumerate(route.targets):
+            try:
+                return await self.app.connector(target).request(outbound, timeout=timeout)
+            except OriginError:
+                if i + 1 == len(route.targets) or recorder.consumed:
+                    raise
+        raise AssertionError("a route has at least one target")
+
+    def _trusted(self, req: ClientRequest) -> bool:
+        """A client whose Grip-Sig validates with ``upstream_key`` is a trusted proxy."""
+        verifier = self.app.verifier
+        token = req.header(b"grip-sig")
+        return bool(verifier and token and verifier.is_valid(token.decode("latin-1"),
+                                                             time.time()))
+
+    async def _relay(self, conn: HttpConnection, req: ClientRequest, route: Route,
+                     resp: OriginResponse, started: float) -> bool:
+        """Stream a plain response back as it arrives, with the client's backpressure."""
+        conn.send_head(resp.status, response_headers(resp.headers), resp.reason)
+        sent = 0
+        try:
+            async for chunk in resp.chunks():
+                conn.send_data(chunk)
+                sent += len(chunk)
+                await conn.drain()
+        except OriginError as e:
+            log.warning("origin_broke_off", route=route.route_id, reason=str(e))
+            conn.abort()
+            self._log(req, route, resp.status, started, sent)
+            return False
+        conn.send_end()
+        self._log(req, route, resp.status, started, sent)
+        return True
+
+    async def _grip(self, conn: HttpConnection, req: ClientRequest, route: Route,
+                    resp: OriginResponse, recorder: BodyRecorder, started: float) -> bool:
+        """Read the instruction and answer, or start the hold it asks for."""
+        limit = self.app.config.proxy.max_grip_body
+        body = await resp.read(limit)
+        if body is None:
+            return self._fail(conn, req, route, started, 502,
+                              f"GRIP instruct response too large from {route.targets[0]}")
+        if recorder.overflowed:
+            conn.respond(400, b"Request too large to accept GRIP instruct.\n")
+            self._log(req, route, 400, started)
+            return True
+        url = f"{'https' if req.ssl else 'http'}://{req.host or 'localhost'}{req.path}"
+        try:
+            instruct = parse_instruct(resp.status, resp.reason, resp.headers, body,
+                                      request_url=url, channel_prefix=route.prefix,
+                                      max_channels=self.app.config.pubsub
+                                      .connection_subscription_max)
+        except InstructionError as e:
+            return self._fail(conn, req, route, started, 502,
+                              f"Failed to parse accept instructions: {e}")
+        if instruct.hold is None:
+            conn.respond(instruct.status, instruct.body, list(instruct.headers), instruct.reason)
+            self._log(req, route, instruct.status, started, len(instruct.body))
+            return True
+        return self._hold(conn, req, route, instruct, bytes(recorder.kept), started)
+
+    def _hold(self, conn: HttpConnection, req: ClientRequest, route: Route,
+              instruct: Instruct, body: bytes, started: float) -> bool:
+        assert instruct.hold is not None
+        mode = self.app.hold_modes.get(instruct.hold)
+        if mode is None:
+            return self._fail(conn, req, route, started, 502,
+                              f"no enabled plugin provides hold mode {instruct.hold!r}")
+        request = HeldRequest(req.method, req.target, tuple(req.headers), body, req.peer,
+                              req.ssl)
+        exchange = HeldExchange(self.app, conn, mode(Hold(instruct, request, route)))
+        self.app.metrics.holds_started += 1
+        self._log(req, route, instruct.status, started, hold=instruct.hold)
+        exchange.start([c.name for c in instruct.channels])
+        return False
+
+    def _fail(self, conn: HttpConnection, req: ClientRequest, route: Route, started: float,
+              status: int, reason: str) -> bool:
+        log.warning("grip_failed", route=route.route_id, reason=reason)
+        conn.respond(status, f"{reason}\n".encode())
+        self._log(req, route, status, started)
+        return True
+
+    def _log(self, req: ClientRequest, route: Route | None, status: int, started: float,
+             sent: int = 0, **extra: object) -> None:
+        log.info("request", method=req.method.decode(), path=req.path,
+                 route=route.route_id if route else None, status=status,
+                 duration_ms=round((time.perf_counter() - started) * 1000, 2), bytes=sent,
+                 **extra)
+

@@ -1,0 +1,164 @@
+"""Helpers for testing p8 and its plugins over real sockets.
+
+``run_p8`` starts p8 in-process on free ports; ``Origin`` is a tiny backend on a free port
+whose answers a test scripts; ``publish`` posts items to the control API.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import h11
+import httpx
+from anyio.abc import SocketStream, TaskGroup
+
+from .app import App
+from .server.serve import Bound, serve
+
+
+@dataclass
+class Running:
+    """A p8 started by :func:`run_p8`."""
+
+    app: App
+    bound: Bound
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.bound.port}"
+
+    @property
+    def control_url(self) -> str:
+        return f"http://127.0.0.1:{self.bound.control}"
+
+
+def loopback_config(raw: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``raw`` with the listeners moved to free loopback ports (unless it sets them)."""
+    config = copy.deepcopy(dict(raw or {}))
+    config.setdefault("server", {}).setdefault("listen", ["127.0.0.1:0"])
+    config.setdefault("control", {}).setdefault("listen", "127.0.0.1:0")
+    return config
+
+
+@asynccontextmanager
+async def run_p8(raw: Mapping[str, Any] | None = None, *, base_dir: Path = Path("."),
+                 plugins: Sequence[object] = ()) -> AsyncIterator[Running]:
+    """Run p8 with config ``raw`` (a parsed TOML document) until the block exits.
+
+    :param plugins: plugin objects registered besides the installed ones.
+    """
+    app = App.from_raw(loopback_config(raw), "<test>", base_dir, plugins)
+    async with anyio.create_task_group() as tg:
+        bound = await tg.start(serve, app)
+        try:
+            yield Running(app, bound)
+        finally:
+            tg.cancel_scope.cancel()
+
+
+async def publish(running: Running, *items: Mapping[str, Any]) -> httpx.Response:
+    """POST ``items`` to p8's control API and return the answer."""
+    async with httpx.AsyncClient() as client:
+        return await client.post(f"{running.control_url}/publish/", json={"items": items})
+
+
+@dataclass
+class SeenRequest:
+    """A request as the test origin received it."""
+
+    method: bytes
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        for k, v in self.headers:
+            if k == name.lower():
+                return v
+        return None
+
+
+@dataclass
+class Reply:
+    """What the test origin answers: status, headers, body (sent with Content-Length)."""
+
+    status: int = 200
+    headers: Sequence[tuple[str | bytes, str | bytes]] = ()
+    body: bytes = b""
+
+
+OriginHandler = Callable[[SeenRequest], Awaitable[Reply] | Reply]
+
+
+@dataclass
+class Origin:
+    """A scripted HTTP/1.1 backend on a free loopback port; records every request."""
+
+    handler: OriginHandler
+    port: int = 0
+    requests: list[SeenRequest] = field(default_factory=list)
+    connections: int = 0
+
+    @property
+    def target(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _serve_one(self, stream: SocketStream) -> None:
+        self.connections += 1
+        conn = h11.Connection(h11.SERVER)
+        async with stream:
+            while True:
+                event = await _next(conn, stream)
+                if not isinstance(event, h11.Request):
+                    return
+                body = bytearray()
+                while isinstance(ev := await _next(conn, stream), h11.Data):
+                    body += ev.data
+                seen = SeenRequest(event.method, event.target, list(event.headers), bytes(body))
+                self.requests.append(seen)
+                reply = self.handler(seen)
+                if not isinstance(reply, Reply):
+                    reply = await reply
+                headers = [(_bytes(n), _bytes(v)) for n, v in reply.headers]
+                headers.append((b"content-length", b"%d" % len(reply.body)))
+                await stream.send(conn.send(h11.Response(status_code=reply.status,
+                                                         headers=headers)) or b"")
+                await stream.send(conn.send(h11.Data(data=reply.body)) or b"")
+                await stream.send(conn.send(h11.EndOfMessage()) or b"")
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+async def _next(conn: h11.Connection, stream: SocketStream) -> Any:
+    while (event := conn.next_event()) is h11.NEED_DATA:
+        try:
+            conn.receive_data(await stream.receive(65536))
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            conn.receive_data(b"")
+    return event
+
+
+@asynccontextmanager
+async def run_origin(handler: OriginHandler) -> AsyncIterator[Origin]:
+    """Serve ``handler`` as an HTTP backend until the block exits."""
+    origin = Origin(handler)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    origin.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    tg: TaskGroup
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, origin._serve_one)
+        try:
+            yield origin
+        finally:
+            tg.cancel_scope.cancel()
