@@ -129,7 +129,8 @@ class Origin:
                 headers.append((b"content-length", b"%d" % len(reply.body)))
                 await stream.send(conn.send(h11.Response(status_code=reply.status,
                                                          headers=headers)) or b"")
-                await stream.send(conn.send(h11.Data(data=reply.body)) or b"")
+                if event.method != b"HEAD":
+                    await stream.send(conn.send(h11.Data(data=reply.body)) or b"")
                 await stream.send(conn.send(h11.EndOfMessage()) or b"")
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     return
@@ -156,7 +157,7 @@ async def run_origin(handler: OriginHandler) -> AsyncIterator[Origin]:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     origin.port = listener.extra(anyio.abc.SocketAttribute.local_port)
     tg: TaskGroup
-    async with anyio.create_task_group() as tg:
+    async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, origin._serve_one)
         try:
             yield origin

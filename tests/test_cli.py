@@ -119,7 +119,7 @@ def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, int]]:
     yield proc, port, control
     if proc.poll() is None:
         proc.kill()
-        proc.wait()
+    proc.communicate()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

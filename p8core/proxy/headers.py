@@ -21,7 +21,8 @@ _REQUEST_DROP = HOP_BY_HOP | {b"accept-encoding", b"expect", b"content-length"}
 
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     """Header names listed in ``Connection`` (they are hop-by-hop too)."""
-    return {t.strip().lower() for n, v in headers if n == b"connection" for t in v.split(b",")}
+    return {t.strip().lower() for n, v in headers
+            if n.lower() == b"connection" for t in v.split(b",")}
 
 
 def forwarded_for(headers: Sequence[tuple[bytes, bytes]], peer: str,

@@ -22,6 +22,7 @@ Headers = list[tuple[bytes, bytes]]
 log = structlog.get_logger().bind(component="connection")
 
 READ_BUFFER_MAX = 262_144
+DRAIN_MAX = 65_536
 WRITE_HIGH_WATER = 262_144
 
 
@@ -64,6 +65,11 @@ def phrase(status: int) -> bytes:
         return b"Unknown"
 
 
+def _head_size(request: h11.Request) -> int:
+    """The size of a request head as sent, near enough (h11 keeps no count)."""
+    return len(request.target) + 16 + sum(len(n) + len(v) + 4 for n, v in request.headers)
+
+
 class ConnectionGone(Exception):
     """The client closed the connection (or it was closed under us)."""
 
@@ -81,6 +87,7 @@ class HttpConnection(asyncio.Protocol):
         self.handler, self.spawn, self.on_close = handler, spawn, on_close
         self.head_too_large = head_too_large
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
+        self.max_header_size = max_header_size
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.ssl = ssl
@@ -230,27 +237,21 @@ class HttpConnection(asyncio.Protocol):
 
     def finish_exchange(self) -> None:
         """The current response is complete: go on with the next request, or close."""
-        if self.closed:
-            return
-        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
-            self.h11.start_next_cycle()
+        if not self.closed:
             self.resume_cycle()
-        else:
-            self.close()
 
     async def _cycles(self) -> None:
         try:
-            while not self.closed:
+            while await self._ready_for_request():
                 event = await self.next_event()
                 if not isinstance(event, h11.Request):
                     break
+                if _head_size(event) > self.max_header_size:
+                    raise h11.RemoteProtocolError("request head too large", 431)
                 request = ClientRequest(event.method, event.target, list(event.headers),
                                         event.http_version, self.peer, self.ssl)
                 if not await self.handler(self, request):
                     return
-                if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
-                    break
-                self.h11.start_next_cycle()
         except h11.RemoteProtocolError as e:
             self._reject(e)
         except ConnectionGone:
@@ -261,6 +262,26 @@ class HttpConnection(asyncio.Protocol):
                 self.respond(500, b"Internal error.\n", [(b"content-type", b"text/plain"),
                                                           (b"connection", b"close")])
         self.close()
+
+    async def _ready_for_request(self) -> bool:
+        """Ready h11 for the next request, skipping what the last one left of its body
+        (up to ``DRAIN_MAX`` bytes). False when the connection cannot be reused."""
+        if self.closed:
+            return False
+        conn = self.h11
+        if conn.our_state is h11.IDLE and conn.their_state is h11.IDLE:
+            return True
+        drained = 0
+        while conn.our_state is h11.DONE and conn.their_state is h11.SEND_BODY:
+            event = await self.next_event()
+            if isinstance(event, h11.Data):
+                drained += len(event.data)
+                if drained > DRAIN_MAX:
+                    return False
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            return True
+        return False
 
     def _reject(self, e: h11.RemoteProtocolError) -> None:
         """Answer a request h11 could not parse: 400, or 431 for an oversized head."""
