@@ -286,7 +286,8 @@ def _parse_routes(raw: Mapping[str, Any], source: str, base_dir: Path,
         try:
             text = path.read_text()
         except OSError as e:
-            raise ConfigError(source, "proxy.routes_file", f"cannot read {path}: {e.strerror}")
+            raise ConfigError(source, "proxy.routes_file",
+                              f"cannot read {path}: {e.strerror}") from None
         routes.extend(parse_routes_file(text, str(path)))
     return tuple(routes) if routes else DEFAULT_ROUTES
 

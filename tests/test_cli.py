@@ -134,7 +134,7 @@ def test_run_serves_logs_and_stops_cleanly_on_signal(
         held.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n")
         started = time.monotonic()
         proc.send_signal(signum)
-        stdout, stderr = proc.communicate(timeout=10)
+        _, stderr = proc.communicate(timeout=10)
         assert proc.returncode == 0, stderr
         assert time.monotonic() - started < 5
         held.settimeout(2)

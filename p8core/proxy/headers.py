@@ -76,9 +76,8 @@ def response_headers(headers: Sequence[tuple[bytes, bytes]]) -> Headers:
 
 def request_body_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
     """The request body's length from its head: ``None`` when chunked, ``0`` when absent."""
-    for n, v in headers:
-        if n == b"transfer-encoding":
-            return None
+    if any(n == b"transfer-encoding" for n, _ in headers):
+        return None
     for n, v in headers:
         if n == b"content-length":
             return int(v)

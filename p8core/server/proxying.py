@@ -11,7 +11,7 @@ import structlog
 from ..connector import OriginError, OriginRequest, OriginResponse
 from ..errors import InstructionError
 from ..grip.instructions import Instruct, is_grip_response, parse_instruct
-from ..hold import Hold, HeldRequest
+from ..hold import HeldRequest, Hold
 from ..proxy.headers import GRIP_FEATURE, request_body_length, request_headers, response_headers
 from ..proxy.routes import Route, rewrite_path
 from .connection import ClientRequest, ConnectionGone, HttpConnection

@@ -17,7 +17,6 @@ from p8core import (
     Config,
     ConfigSection,
     Finish,
-    Hold,
     HoldMode,
     PublishError,
     PublishFormat,

@@ -1,3 +1,3 @@
-"""Hook wiring of the http_stream plugin: HTTP streaming (Grip-Hold: stream, format http-stream)."""
+"""Hook wiring of the http_stream plugin: HTTP streaming: Grip-Hold stream, format http-stream."""
 
 from __future__ import annotations

@@ -1,3 +1,3 @@
-"""Hook wiring of the long_poll plugin: HTTP long-polling (Grip-Hold: response, format http-response)."""
+"""Hook wiring of the long_poll plugin: HTTP long-polling (Grip-Hold: response)."""
 
 from __future__ import annotations

@@ -1,3 +1,3 @@
-"""Hook wiring of the ws_over_http plugin: WebSocket clients and WebSocket-over-HTTP (format ws-message)."""
+"""Hook wiring of the ws_over_http plugin: WebSocket clients, WebSocket-over-HTTP."""
 
 from __future__ import annotations

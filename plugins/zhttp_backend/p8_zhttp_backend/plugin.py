@@ -1,3 +1,3 @@
-"""Hook wiring of the zhttp_backend plugin: ZeroMQ backends over ZHTTP (zhttp+tcp://, zhttpreq+tcp:// targets)."""
+"""Hook wiring of the zhttp_backend plugin: ZeroMQ backends over ZHTTP."""
 
 from __future__ import annotations

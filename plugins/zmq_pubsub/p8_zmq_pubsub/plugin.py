@@ -1,3 +1,3 @@
-"""Hook wiring of the zmq_pubsub plugin: Publishing over ZeroMQ PULL and SUB."""
+"""Hook wiring of the zmq_pubsub plugin: publishing over ZeroMQ PULL and SUB."""
 
 from __future__ import annotations
