@@ -12,7 +12,7 @@ from .proxy.origin import HttpConnector
 TEST_BODY_MAX = 100_000
 
 
-class TestConnector(Connector):
+class BuiltinTestConnector(Connector):
     """The built-in test backend (``target = "test"``), answering as Pushpin's does."""
 
     schemes = ("test",)
@@ -47,4 +47,4 @@ def _text(status: int, body: bytes,
 
 @hookimpl
 def p8_register_connectors() -> list[type[Connector]]:
-    return [HttpConnector, TestConnector]
+    return [HttpConnector, BuiltinTestConnector]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import ConfigError
-from .proxy.routes import Route, parse_routes_file, route_from_toml
+from .proxy.routes import Route, duplicate_condition, parse_routes_file, route_from_toml
 
 T = TypeVar("T")
 
@@ -289,6 +289,10 @@ def _parse_routes(raw: Mapping[str, Any], source: str, base_dir: Path,
             raise ConfigError(source, "proxy.routes_file",
                               f"cannot read {path}: {e.strerror}") from None
         routes.extend(parse_routes_file(text, str(path)))
+    if (pair := duplicate_condition(routes)) is not None:
+        first, second = routes[pair[0]], routes[pair[1]]
+        raise ConfigError(second.source, "condition",
+                          f"same host, proto, ssl and path_prefix as {first.source}")
     return tuple(routes) if routes else DEFAULT_ROUTES
 
 

@@ -49,6 +49,8 @@ CONFIG_ERRORS = {
     "route_unknown_scheme": ('[[routes]]\ntarget = "gopher://x:70"\n',
                              "no enabled plugin handles targets like 'gopher://x:70'"),
     "routes_file_missing": ('[proxy]\nroutes_file = "nope"\n', "proxy.routes_file: cannot read"),
+    "duplicate_route": ('[[routes]]\ntarget = "test"\n[[routes]]\ntarget = "test"\n',
+                        "routes[1]: condition: same host, proto, ssl and path_prefix as"),
     "xff_rule": ('[proxy]\nx_forwarded_for = ["drop"]\n', "proxy.x_forwarded_for[0]"),
 }
 

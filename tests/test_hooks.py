@@ -236,3 +236,16 @@ async def test_hook_p8_services() -> None:
                 if b"TICK\n" in got:
                     break
     assert Ticker.ran >= 1
+
+
+async def test_held_exchanges_end_cleanly_at_shutdown() -> None:
+    async with run_origin(lambda r: _hold_loud("bye")) as origin, httpx.AsyncClient() as client:
+        async with run_p8({"routes": [{"target": origin.target}]}, plugins=[LoudPlugin()]) as p8:
+            resp = await client.send(client.build_request("GET", f"{p8.url}/"), stream=True)
+            chunks = resp.aiter_raw()
+            with anyio.fail_after(5):
+                assert await anext(chunks) == b"ready\n"
+        with anyio.fail_after(5):
+            rest = b"".join([c async for c in chunks])
+        assert set(rest) <= {ord(".")}, "the chunked body ends cleanly, no reset"
+        await resp.aclose()
