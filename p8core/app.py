@@ -20,10 +20,10 @@ from .plugins import collect_named, make_plugin_manager
 from .proxy.routes import Router
 from .pubsub.hub import Hub
 from .pubsub.items import PublishFormat, PublishItem, parse_publish_body
+from .server.held import HeldExchange
 from .transport import ClientTransport
 
 if TYPE_CHECKING:
-    from .server.held import HeldExchange
     from .server.proxying import Proxy
     from .server.timers import TimerWheel
 
@@ -157,8 +157,9 @@ class App:
                         lambda: self._update_channel(channel))
 
     def _update_channel(self, channel: str) -> None:
-        for exchange in [e for e in self.held if channel in e.channels]:
-            exchange.update()
+        for exchange in self.hub.subscribers(channel):
+            if isinstance(exchange, HeldExchange):
+                exchange.update()
 
     def recover(self) -> None:
         """Forget every channel's last id and refresh every held exchange (``/recover``)."""

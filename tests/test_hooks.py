@@ -249,3 +249,62 @@ async def test_held_exchanges_end_cleanly_at_shutdown() -> None:
             rest = b"".join([c async for c in chunks])
         assert set(rest) <= {ord(".")}, "the chunked body ends cleanly, no reset"
         await resp.aclose()
+
+
+class Refreshing(Loud):
+    """Like ``loud``, and says ``updated`` whenever p8 asks it to refresh."""
+
+    name = "refreshing"
+
+    def on_timer(self) -> Sequence[Action]:
+        return ()
+
+    def on_update(self) -> Sequence[Action]:
+        return [SendBody(b"updated\n")]
+
+
+class RefreshingPlugin:
+    @hookimpl
+    def p8_register_hold_modes(self) -> list[type[HoldMode]]:
+        return [Refreshing]
+
+
+async def test_first_subscription_and_recover_reach_hold_modes() -> None:
+    reply = Reply(200, [("Grip-Hold", "refreshing"), ("Grip-Channel", "new")], b"ready\n")
+    async with run_origin(lambda r: reply) as origin, \
+            run_p8({"routes": [{"target": origin.target}]},
+                   plugins=[LoudPlugin(), RefreshingPlugin()]) as p8, \
+            httpx.AsyncClient() as client, \
+            client.stream("GET", f"{p8.url}/") as resp:
+        chunks = resp.aiter_raw()
+        with anyio.fail_after(5):
+            assert await anext(chunks) == b"ready\n"
+            started = anyio.current_time()
+            assert await anext(chunks) == b"updated\n"
+            assert 0.8 < anyio.current_time() - started < 2, "about 1 s after subscribing"
+            await client.post(f"{p8.control_url}/recover")
+            assert await anext(chunks) == b"updated\n"
+
+
+async def test_a_slow_subscriber_is_closed_and_counted_others_unharmed() -> None:
+    async with run_origin(lambda r: _hold_loud("bulk")) as origin, \
+            run_p8({"server": {"write_buffer_max": 200_000},
+                    "routes": [{"target": origin.target}]}, plugins=[LoudPlugin()]) as p8, \
+            httpx.AsyncClient() as client:
+        stalled = await anyio.connect_tcp("127.0.0.1", p8.bound.port)
+        await stalled.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with stalled, client.stream("GET", f"{p8.url}/") as reader:
+            chunks = reader.aiter_raw()
+            with anyio.fail_after(10):
+                assert await anext(chunks) == b"ready\n"
+                while p8.app.hub.subscriber_count("bulk") < 2:
+                    await anyio.sleep(0.01)
+                text = "x" * 99_999
+                got = 0
+                for _ in range(60):
+                    await publish(p8, {"channel": "bulk", "formats": {"shout": {"text": text}}})
+                    while got < (_ + 1) * 100_000:
+                        got += len((await anext(chunks)).replace(b".", b""))
+                assert got == 60 * 100_000, "the reading client got every item"
+                assert p8.app.metrics.slow_clients_closed == 1
+                assert p8.app.hub.subscriber_count("bulk") == 1

@@ -61,7 +61,7 @@ def request_headers(headers: Sequence[tuple[bytes, bytes]], *, trusted: bool,
            if n not in drop and (trusted or not n.startswith(b"grip-"))]
     if host is not None:
         out.insert(0, (b"host", host))
-    out.extend((n.encode(), v.encode()) for n, v in overrides if v)
+    out.extend((n.lower().encode(), v.encode()) for n, v in overrides if v)
     if (xff := forwarded_for(headers, peer, xff_rules)) is not None:
         out.append((b"x-forwarded-for", xff))
     out.extend(added)

@@ -192,6 +192,11 @@ class Hub:
             return 0
         return sum(len(group.subs) for group in groups.values())
 
+    def subscribers(self, channel: str) -> list[Subscriber]:
+        """The current subscribers of ``channel``, whatever their format."""
+        groups = self._channels.get(channel, {})
+        return [sub for group in groups.values() for sub in group.subs]
+
     def channels(self) -> int:
         """How many channels are subscribed, lingering ones included."""
         return len(self._channels) + len(self._linger)
