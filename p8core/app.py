@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pluggy
 import structlog
 
@@ -62,6 +63,7 @@ class App:
         self.held: set[HeldExchange] = set()
         self.clock: Callable[[], float] = time.monotonic
         self.spawn: Callable[..., Any] = _not_running
+        self._http_client: httpx.AsyncClient | None = None
         self.proxy: Proxy
         self.timers: TimerWheel
 
@@ -116,6 +118,19 @@ class App:
         if iss and key:
             return self._signer(iss, key, "routes.sig_key")
         return self.signer
+
+    def http_client(self) -> httpx.AsyncClient:
+        """A shared httpx client for requests off the hot path (links to other origins)."""
+        if self._http_client is None:
+            self._http_client = httpx.AsyncClient()
+        return self._http_client
+
+    async def aclose(self) -> None:
+        """Release connectors and clients; called once at shutdown."""
+        for connector in self.connectors.values():
+            await connector.aclose()
+        if self._http_client is not None:
+            await self._http_client.aclose()
 
     def connector(self, target: str) -> Connector:
         """The connector instance for ``target``, built on first use."""

@@ -9,8 +9,8 @@ the exchange, or handing the request back to the backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .grip.instructions import Instruct
@@ -43,9 +43,21 @@ class SendBody:
 
 @dataclass(frozen=True, slots=True)
 class ArmTimer:
-    """(Re)arm the hold's single timer: ``on_timer`` runs after ``seconds``."""
+    """(Re)arm the hold's timer named ``key``: ``on_timer(key)`` runs after ``seconds``.
+
+    A hold may keep several timers (a keep-alive, a next-link period); arming a key again
+    replaces its pending timer.
+    """
 
     seconds: float
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    """Drop the pending timer named ``key``, if any."""
+
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +84,52 @@ class Retry:
     """Send the original request to the backend again with ``headers`` added.
 
     The hold ends (its subscriptions are dropped) and the backend's new answer decides
-    what the client gets, a new hold included.
+    what the client gets, a new hold included. An ``urgent`` retry (a ``hint``) goes out at
+    once; others share a process-wide rate limit (grip.md §7.4).
     """
 
     headers: Headers = ()
+    urgent: bool = True
 
 
-Action = SendHead | SendBody | ArmTimer | Subscribe | Unsubscribe | Finish | Retry
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """GET ``url`` for the hold (a next link) with ``headers`` plus the proxy's own
+    (``Grip-Sig``, ``Grip-Feature``); the answer comes to ``on_fetched``.
+
+    A URL on the request's own scheme, host and port goes through the hold's route; any
+    other goes out over the network. Only one fetch per hold runs at a time: a second
+    ``Fetch`` while one is in flight is dropped.
+    """
+
+    url: str
+    headers: Headers = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetLastId:
+    """Make the hub forget the last delivered id of ``channels`` (a gap was seen)."""
+
+    channels: tuple[str, ...]
+
+
+Action = (SendHead | SendBody | ArmTimer | CancelTimer | Subscribe | Unsubscribe | Finish
+          | Retry | Fetch | ForgetLastId)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """The answer to a :class:`Fetch`: a response, or ``error`` when there was none.
+
+    ``body`` is the whole body, at most ``[proxy] max_grip_body`` bytes; a larger one is
+    an error.
+    """
+
+    status: int = 0
+    reason: bytes = b""
+    headers: Headers = ()
+    body: bytes = b""
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +143,28 @@ class HeldRequest:
     peer: str = ""
     ssl: bool = False
 
+    @property
+    def url(self) -> str:
+        """The absolute URL the client asked for, from its Host header."""
+        host = next((v for n, v in self.headers if n == b"host"), b"localhost")
+        scheme = "https" if self.ssl else "http"
+        return f"{scheme}://{host.decode('latin-1')}{self.target.decode('latin-1')}"
+
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """Everything a hold mode knows at start: the instruction, the request, the route."""
+    """Everything a hold mode knows at start: the instruction, the request, the route, and
+    the hub's last delivered id of each of the instruction's channels (``None``: unknown)."""
 
     instruct: Instruct
     request: HeldRequest
     route: Route
+    last_ids: Mapping[str, str | None] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """The absolute URL of the client request (next links resolve against it)."""
+        return self.request.url
 
 
 class HoldMode(ABC):
@@ -127,8 +192,12 @@ class HoldMode(ABC):
     def on_item(self, item: PublishItem) -> Sequence[Action]:
         """An item carrying this mode's ``format`` arrived on a subscribed channel."""
 
-    def on_timer(self) -> Sequence[Action]:
-        """The timer armed by :class:`ArmTimer` fired."""
+    def on_timer(self, key: str) -> Sequence[Action]:
+        """The timer named ``key`` armed by :class:`ArmTimer` fired."""
+        return ()
+
+    def on_fetched(self, fetched: Fetched) -> Sequence[Action]:
+        """The answer to this hold's :class:`Fetch` arrived (or the fetch failed)."""
         return ()
 
     def on_update(self) -> Sequence[Action]:

@@ -91,7 +91,7 @@ class Loud(HoldMode):
         data: bytes = item.formats["shout"]  # type: ignore[assignment]
         return [SendBody(data), Finish()] if data == b"BYE\n" else [SendBody(data)]
 
-    def on_timer(self) -> Sequence[Action]:
+    def on_timer(self, key: str) -> Sequence[Action]:
         return [SendBody(b"."), ArmTimer(0.2)]
 
 
@@ -256,7 +256,7 @@ class Refreshing(Loud):
 
     name = "refreshing"
 
-    def on_timer(self) -> Sequence[Action]:
+    def on_timer(self, key: str) -> Sequence[Action]:
         return ()
 
     def on_update(self) -> Sequence[Action]:

@@ -8,6 +8,7 @@ as too slow and counted. No task runs while an exchange waits.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import h11
@@ -16,7 +17,11 @@ import structlog
 from ..hold import (
     Action,
     ArmTimer,
+    CancelTimer,
+    Fetch,
+    Fetched,
     Finish,
+    ForgetLastId,
     HoldMode,
     Retry,
     SendBody,
@@ -36,13 +41,15 @@ log = structlog.get_logger().bind(component="hold")
 class HeldExchange:
     """One client exchange run by a :class:`HoldMode`; the hub's subscriber."""
 
-    __slots__ = ("app", "channels", "conn", "done", "format", "mode")
+    __slots__ = ("app", "channels", "conn", "done", "fetching", "format", "mode", "timers")
 
     def __init__(self, app: App, conn: HttpConnection, mode: HoldMode) -> None:
         self.app, self.conn, self.mode = app, conn, mode
         self.format = mode.format
         self.channels: list[str] = []
+        self.timers: dict[str, tuple[HeldExchange, str]] = {}
         self.done = False
+        self.fetching = False
 
     def start(self, channels: Sequence[str]) -> None:
         """Subscribe, then run the mode's first actions."""
@@ -57,8 +64,14 @@ class HeldExchange:
         """A published item for this exchange's format (called by the hub)."""
         self._event(self.mode.on_item, item)
 
-    def on_timer(self) -> None:
-        self._event(self.mode.on_timer)
+    def on_timer(self, key: str) -> None:
+        self.timers.pop(key, None)
+        self._event(self.mode.on_timer, key)
+
+    def fetched(self, result: Fetched) -> None:
+        """The answer to the mode's :class:`Fetch` (run by the proxy in a task)."""
+        self.fetching = False
+        self._event(self.mode.on_fetched, result)
 
     def update(self) -> None:
         """Ask the mode to refresh from the backend (recover, first subscription)."""
@@ -110,7 +123,18 @@ class HeldExchange:
                     headers.append((b"content-length", str(action.content_length).encode()))
                 conn.send_head(action.status, headers, action.reason)
             elif isinstance(action, ArmTimer):
-                self.app.timers.arm(self, action.seconds, self.on_timer)
+                owner = self.timers.setdefault(action.key, (self, action.key))
+                self.app.timers.arm(owner, action.seconds, partial(self.on_timer, action.key))
+            elif isinstance(action, CancelTimer):
+                if action.key in self.timers:
+                    self.app.timers.cancel(self.timers.pop(action.key))
+            elif isinstance(action, Fetch):
+                if not self.fetching:
+                    self.fetching = True
+                    self.app.spawn(self.app.proxy.fetch, self, action)
+            elif isinstance(action, ForgetLastId):
+                for channel in action.channels:
+                    self.app.hub.forget_last_id(channel)
             elif isinstance(action, Subscribe):
                 self._subscribe(action.channels)
             elif isinstance(action, Unsubscribe):
@@ -121,7 +145,7 @@ class HeldExchange:
                 conn.finish_exchange()
             elif isinstance(action, Retry):
                 self._end()
-                self.app.spawn(self.app.proxy.retry, conn, self.mode.hold, action.headers)
+                self.app.proxy.schedule_retry(conn, self.mode.hold, action)
             else:
                 raise TypeError(f"unknown hold action {action!r}")
 
@@ -146,5 +170,7 @@ class HeldExchange:
         self.done = True
         self.conn.on_gone = None
         self._unsubscribe(list(self.channels))
-        self.app.timers.cancel(self)
+        for owner in self.timers.values():
+            self.app.timers.cancel(owner)
+        self.timers.clear()
         self.app.held.discard(self)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+import anyio
+import httpx
 import structlog
 
 from ..connector import OriginError, OriginRequest, OriginResponse
 from ..errors import InstructionError
 from ..grip.instructions import Instruct, is_grip_response, parse_instruct
-from ..hold import HeldRequest, Hold
+from ..hold import Fetch, Fetched, HeldRequest, Hold, Retry
 from ..proxy.headers import GRIP_FEATURE, request_body_length, request_headers, response_headers
 from ..proxy.routes import Route, rewrite_path
 from .connection import ClientRequest, ConnectionGone, HttpConnection
@@ -23,6 +27,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger().bind(component="proxy")
 
 Headers = tuple[tuple[bytes, bytes], ...]
+
+STREAM_MODE = "stream"
+RETRY_RATE = 10.0
+"""Non-urgent retries per second, process-wide (grip.md §7.4)."""
 
 
 class BodyRecorder:
@@ -58,6 +66,8 @@ class Proxy:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self.retries: deque[tuple[HttpConnection, Hold, Headers]] = deque()
+        self.retries_waiting = anyio.Event()
 
     async def handle(self, conn: HttpConnection, req: ClientRequest) -> bool:
         """Serve one client request. Returns False when a hold now owns the connection."""
@@ -72,6 +82,72 @@ class Proxy:
         length = request_body_length(req.headers)
         return await self._forward(conn, req, route, recorder.chunks(), length, recorder, (),
                                    started)
+
+    def schedule_retry(self, conn: HttpConnection, hold: Hold, retry: Retry) -> None:
+        """Run a :class:`Retry` now (urgent) or within the process-wide retry rate."""
+        if retry.urgent:
+            self.app.spawn(self.retry, conn, hold, retry.headers)
+        else:
+            self.retries.append((conn, hold, retry.headers))
+            self.retries_waiting.set()
+
+    async def run_retries(self) -> None:
+        """Release queued non-urgent retries at ``RETRY_RATE`` per second."""
+        while True:
+            await self.retries_waiting.wait()
+            while self.retries:
+                conn, hold, headers = self.retries.popleft()
+                if not conn.closed:
+                    self.app.spawn(self.retry, conn, hold, headers)
+                    await anyio.sleep(1 / RETRY_RATE)
+            self.retries_waiting = anyio.Event()
+
+    async def fetch(self, exchange: HeldExchange, fetch: Fetch) -> None:
+        """GET a hold's next link and hand the answer to the exchange."""
+        hold = exchange.mode.hold
+        try:
+            result = await self._fetch(hold, fetch)
+        except OriginError as e:
+            result = Fetched(error=str(e))
+        exchange.fetched(result)
+
+    async def _fetch(self, hold: Hold, fetch: Fetch) -> Fetched:
+        link, origin = urlsplit(fetch.url), urlsplit(hold.url)
+        route = hold.route
+        headers = [(b"host", link.netloc.encode()), *fetch.headers]
+        if not route.no_grip:
+            headers += self._grip_headers(route)
+        limit = self.app.config.proxy.max_grip_body
+        if (link.scheme, link.netloc) != (origin.scheme, origin.netloc):
+            return await self._fetch_external(fetch.url, headers, limit)
+        target = rewrite_path(route, link.path or "/") + (f"?{link.query}" if link.query else "")
+        resp = await self._send(route, OriginRequest(b"GET", target.encode("latin-1"), headers,
+                                                     route=route))
+        try:
+            body = await resp.read(limit)
+        finally:
+            await resp.aclose()
+        if body is None:
+            return Fetched(error=f"next link response larger than {limit} bytes")
+        return Fetched(resp.status, resp.reason, tuple(resp.headers), body)
+
+    async def _fetch_external(self, url: str, headers: list[tuple[bytes, bytes]],
+                              limit: int) -> Fetched:
+        """A link to another origin goes out through httpx (off the hot path)."""
+        client = self.app.http_client()
+        try:
+            async with client.stream("GET", url, headers=headers[1:],
+                                     timeout=self.app.config.proxy.backend_timeout) as resp:
+                body = bytearray()
+                async for chunk in resp.aiter_raw():
+                    body += chunk
+                    if len(body) > limit:
+                        return Fetched(error=f"next link response larger than {limit} bytes")
+                raw_headers = tuple((k.lower(), v) for k, v in resp.headers.raw)
+                return Fetched(resp.status_code, resp.reason_phrase.encode(), raw_headers,
+                               bytes(body))
+        except httpx.HTTPError as e:
+            return Fetched(error=f"cannot fetch {url}: {e}")
 
     async def retry(self, conn: HttpConnection, hold: Hold, extra: Headers) -> None:
         """Send a held request to the backend again (``Retry``), then serve the answer."""
@@ -92,12 +168,7 @@ class Proxy:
         app = self.app
         grip = not route.no_grip
         trusted = grip and self._trusted(req)
-        added: list[tuple[bytes, bytes]] = list(extra)
-        if grip and not trusted:
-            signer = app.route_signer(route.sig_iss, route.sig_key)
-            if signer is not None:
-                added.append((b"grip-sig", signer.token(time.time()).encode()))
-            added.append((b"grip-feature", GRIP_FEATURE))
+        added = [*extra, *self._grip_headers(route)] if grip and not trusted else list(extra)
         host = route.as_host.encode() if route.as_host else None
         headers = request_headers(req.headers, trusted=trusted, overrides=route.headers,
                                   host=host, peer=req.peer,
@@ -123,16 +194,22 @@ class Proxy:
             await resp.aclose()
 
     async def _send(self, route: Route, outbound: OriginRequest,
-                    recorder: BodyRecorder) -> OriginResponse:
+                    recorder: BodyRecorder | None = None) -> OriginResponse:
         """Try the route's targets in order while nothing of the body was sent yet."""
         timeout = self.app.config.proxy.backend_timeout
         for i, target in enumerate(route.targets):
             try:
                 return await self.app.connector(target).request(outbound, timeout=timeout)
             except OriginError:
-                if i + 1 == len(route.targets) or recorder.consumed:
+                if i + 1 == len(route.targets) or (recorder and recorder.consumed):
                     raise
         raise AssertionError("a route has at least one target")
+
+    def _grip_headers(self, route: Route) -> list[tuple[bytes, bytes]]:
+        """What the proxy tells a backend about itself: ``Grip-Sig``, ``Grip-Feature``."""
+        signer = self.app.route_signer(route.sig_iss, route.sig_key)
+        sig = [(b"grip-sig", signer.token(time.time()).encode())] if signer else []
+        return [*sig, (b"grip-feature", GRIP_FEATURE)]
 
     def _trusted(self, req: ClientRequest) -> bool:
         """A client whose Grip-Sig validates with ``upstream_key`` is a trusted proxy."""
@@ -181,7 +258,7 @@ class Proxy:
         except InstructionError as e:
             return self._fail(conn, req, route, started, 502,
                               f"Failed to parse accept instructions: {e}")
-        if instruct.hold is None:
+        if instruct.hold is None and instruct.next_link is None:
             conn.respond(instruct.status, instruct.body, list(instruct.headers), instruct.reason)
             self._log(req, route, instruct.status, started, len(instruct.body))
             return True
@@ -189,16 +266,19 @@ class Proxy:
 
     def _hold(self, conn: HttpConnection, req: ClientRequest, route: Route,
               instruct: Instruct, body: bytes, started: float) -> bool:
-        assert instruct.hold is not None
-        mode = self.app.hold_modes.get(instruct.hold)
+        # A response without a hold but with a next link streams on (grip.md §6).
+        name = instruct.hold or STREAM_MODE
+        mode = self.app.hold_modes.get(name)
         if mode is None:
             return self._fail(conn, req, route, started, 502,
-                              f"no enabled plugin provides hold mode {instruct.hold!r}")
+                              f"no enabled plugin provides hold mode {name!r}")
         request = HeldRequest(req.method, req.target, tuple(req.headers), body, req.peer,
                               req.ssl)
-        exchange = HeldExchange(self.app, conn, mode(Hold(instruct, request, route)))
+        hub = self.app.hub
+        last_ids = {c.name: hub.last_id(c.name) for c in instruct.channels}
+        exchange = HeldExchange(self.app, conn, mode(Hold(instruct, request, route, last_ids)))
         self.app.metrics.holds_started += 1
-        self._log(req, route, instruct.status, started, hold=instruct.hold)
+        self._log(req, route, instruct.status, started, hold=name)
         exchange.start([c.name for c in instruct.channels])
         return False
 

@@ -90,6 +90,7 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
             caddr = cfg.control.address
             servers.append(await _listen(loop, control_factory, caddr.host, caddr.port))
             tg.start_soon(_tick, app)
+            tg.start_soon(app.proxy.run_retries)
             for offered in app.pm.hook.p8_services(app=app):
                 for service in offered:
                     tg.start_soon(service)
@@ -130,9 +131,8 @@ async def _shutdown(app: App, servers: list[asyncio.Server],
     with anyio.move_on_after(app.config.server.shutdown_grace):
         for server in servers:
             await server.wait_closed()
-    for connector in app.connectors.values():
-        with anyio.move_on_after(1):
-            await connector.aclose()
+    with anyio.move_on_after(1):
+        await app.aclose()
     app.timers.close()
     log.info("stopped")
 

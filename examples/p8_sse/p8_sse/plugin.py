@@ -77,7 +77,7 @@ class SseHold(HoldMode):
             return [Finish()]
         return [SendBody(event.encoded), ArmTimer(self.keep_alive)]
 
-    def on_timer(self) -> Sequence[Action]:
+    def on_timer(self, key: str) -> Sequence[Action]:
         return [SendBody(b": keep-alive\n\n"), ArmTimer(self.keep_alive)]
 
 
