@@ -157,6 +157,20 @@ class App:
         self.publish(parsed.items)
         return len(parsed.items)
 
+    def publish_item(self, raw: object, *, channel: str | None = None) -> None:
+        """Validate and publish one decoded item (the ZeroMQ inputs' path).
+
+        :param channel: overrides the item's own channel (the SUB input's first frame).
+        :raises PublishError: the item is invalid; nothing was published.
+        """
+        try:
+            item, ignored = PublishItem.from_json(raw, self.formats, channel=channel)
+        except PublishError:
+            self.metrics.publishes_rejected += 1
+            raise
+        self.metrics.formats_ignored += ignored
+        self.publish([item])
+
     def publish(self, items: tuple[PublishItem, ...] | list[PublishItem]) -> None:
         """Hand already-parsed items to the hub, in order."""
         now = self.clock()

@@ -11,7 +11,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from p8core.errors import PublishError
 
@@ -20,6 +20,7 @@ __all__ = [
     "ParsedPublish",
     "PublishFormat",
     "PublishItem",
+    "from_tnetstring",
     "parse_publish_body",
 ]
 
@@ -55,7 +56,9 @@ class PublishFormat(ABC):
     def parse(self, raw: Mapping[str, object], where: str) -> object:
         """Validate and prepare one format object of one item.
 
-        :param raw: the format object (JSON object, string keys).
+        :param raw: the format object, string keys. Values are JSON values, except for
+            items from tnetstring inputs (ZeroMQ), whose strings arrive as raw ``bytes``:
+            accept ``bytes`` wherever a string is expected.
         :param where: the quoted format name as Pushpin's messages start (``'http-stream'``).
         :returns: the parsed payload, stored in ``PublishItem.formats[name]``.
         :raises PublishError: with Pushpin's message, e.g.
@@ -169,6 +172,42 @@ class PublishItem:
 
         item = cls(channel, formats, item_id, prev_id, meta, no_seq, size)
         return item, ignored
+
+
+def from_tnetstring(raw: object) -> object:
+    """Turn a tnetstring item (byte-string keys and values) into the shape ``from_json``
+    reads: keys become ``str`` everywhere; the item's own fields (``channel``, ``id``,
+    ``prev-id``, ``meta`` values) become ``str``; values inside format objects stay
+    ``bytes``, binary-safe, for the format plugins (``content``, ``body``, ...).
+
+    Text that is not UTF-8 in the item's own fields is kept as ``bytes``, which
+    ``from_json`` then rejects as the wrong type.
+    """
+    if not isinstance(raw, dict):
+        return raw
+    item = _str_keys(raw)
+    for name in ("channel", "id", "prev-id"):
+        if isinstance(value := item.get(name), bytes):
+            item[name] = _text(value)
+    if isinstance(meta := item.get("meta"), dict):
+        item["meta"] = {k: _text(v) if isinstance(v, bytes) else v for k, v in meta.items()}
+    return item
+
+
+def _str_keys(value: object) -> Any:
+    """Decode the keys of every dict in ``value`` (tnetstring keys are bytes)."""
+    if isinstance(value, dict):
+        return {_text(k) if isinstance(k, bytes) else k: _str_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_str_keys(v) for v in value]
+    return value
+
+
+def _text(value: bytes) -> str | bytes:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Wire codecs shared by plugins (tnetstring for ZeroMQ inputs, ZHTTP and stats)."""
