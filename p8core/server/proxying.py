@@ -109,6 +109,9 @@ class Proxy:
             result = await self._fetch(hold, fetch)
         except OriginError as e:
             result = Fetched(error=str(e))
+        except Exception as e:
+            log.exception("fetch_failed", url=fetch.url)
+            result = Fetched(error=f"cannot fetch {fetch.url}: {e}")
         exchange.fetched(result)
 
     async def _fetch(self, hold: Hold, fetch: Fetch) -> Fetched:
@@ -155,12 +158,17 @@ class Proxy:
         req = ClientRequest(request.method, request.target, list(request.headers),
                             b"1.1", request.peer, request.ssl)
         recorder = BodyRecorder(_replay(request.body), len(request.body))
+        served = False
         try:
             if await self._forward(conn, req, hold.route, recorder.chunks(),
                                    len(request.body), recorder, extra, time.perf_counter()):
                 conn.finish_exchange()
+            served = True
         except ConnectionGone:
-            conn.close()
+            pass
+        finally:
+            if not served:
+                conn.abort()
 
     async def _forward(self, conn: HttpConnection, req: ClientRequest, route: Route,
                        body: AsyncIterator[bytes], length: int | None,

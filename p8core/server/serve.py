@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import cast
 
 import anyio
 import structlog
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from ..app import App
 from .connection import ClientRequest, HttpConnection
@@ -83,7 +84,7 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
                               on_close=_ignore, head_too_large=400)
 
     async with anyio.create_task_group() as tg:
-        app.spawn = tg.start_soon
+        app.spawn = partial(_spawn_guarded, tg)
         try:
             for address in cfg.server.addresses:
                 servers.append(await _listen(loop, client_factory, address.host, address.port))
@@ -135,6 +136,19 @@ async def _shutdown(app: App, servers: list[asyncio.Server],
         await app.aclose()
     app.timers.close()
     log.info("stopped")
+
+
+def _spawn_guarded(tg: TaskGroup, func: Callable[..., Awaitable[object]],
+                   *args: object) -> None:
+    """Start a background task whose failure is logged instead of stopping the server."""
+
+    async def guarded() -> None:
+        try:
+            await func(*args)
+        except Exception:
+            log.exception("task_failed", task=getattr(func, "__qualname__", repr(func)))
+
+    tg.start_soon(guarded)
 
 
 def _ignore(conn: HttpConnection) -> None:
