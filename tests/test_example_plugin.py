@@ -54,9 +54,9 @@ def test_discovered_and_listed(sse_installed: Path) -> None:
 def test_disabled_by_the_enabled_list(sse_installed: Path) -> None:
     app = App.from_raw({"plugins": {"enabled": ["long_poll"]}})
     assert "sse" not in app.hold_modes
-    with pytest.raises(ConfigError, match="plugins.sse: no enabled plugin owns this table"):
+    with pytest.raises(ConfigError, match=r"plugins\.sse: no enabled plugin owns this table"):
         App.from_raw({"plugins": {"enabled": ["long_poll"], "sse": {"keep_alive": 1}}})
-    with pytest.raises(ConfigError, match="plugins.sse.keep_alive: expected a number"):
+    with pytest.raises(ConfigError, match=r"plugins\.sse\.keep_alive: expected a number"):
         App.from_raw({"plugins": {"sse": {"keep_alive": "often"}}})
 
 

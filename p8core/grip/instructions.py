@@ -12,10 +12,11 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import MappingProxyType
+from typing import TypeVar
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 from p8core.errors import InstructionError
@@ -72,6 +73,8 @@ _HEX_DIGITS = b"0123456789abcdefABCDEF"
 # Removed from the response a GRIP instruction describes: the proxy frames the body itself.
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"te",
                          b"trailer", b"upgrade", b"content-length"})
+
+_T = TypeVar("_T")
 
 _HOLD_ERROR = "Grip-Hold must be set to either 'response' or 'stream'"
 _JSON_HOLD_ERROR = "hold 'mode' must be set to either 'response' or 'stream'"
@@ -269,6 +272,11 @@ def _text(raw: str) -> str:
     return raw.encode("latin-1").decode("utf-8", "replace")
 
 
+def _breaks_line(text: str) -> bool:
+    """Whether ``text`` holds CR, LF or NUL, which a header line cannot carry."""
+    return "\r" in text or "\n" in text or "\0" in text
+
+
 def _parse_int(raw: str | None) -> int | None:
     """An integer as Qt's ``toInt`` reads it, or ``None``."""
     if raw is None:
@@ -407,7 +415,7 @@ def grip_last_headers(last_ids: Mapping[str, str]) -> list[Header]:
     out: list[Header] = []
     for channel, last_id in last_ids.items():
         line = f"{channel}; last-id={_quote_param(last_id)}"
-        if "\r" in line or "\n" in line or "\0" in line:
+        if _breaks_line(line):
             continue
         out.append((b"Grip-Last", line.encode("utf-8")))
     return out
@@ -419,17 +427,76 @@ def _fail(message: str) -> InstructionError:
     return InstructionError(message)
 
 
+def _timeout(seconds: int | None, unreadable: str, invalid: str) -> int:
+    """A header's timeout as :func:`_parse_int` read it.
+
+    :raises InstructionError: ``unreadable`` when it is None, ``invalid`` when negative.
+    """
+    if seconds is None:
+        raise _fail(unreadable)
+    if seconds < 0:
+        raise _fail(invalid)
+    return seconds
+
+
+def _param_timeout(params: Params, header: str, default: int) -> int:
+    """The ``timeout`` parameter of ``header`` (Grip-Keep-Alive, Grip-Link); ``default``
+    when absent."""
+    if not has_param(params, "timeout"):
+        return default
+    return _timeout(_parse_int(get_param(params, "timeout")),
+                    f"failed to parse {header} timeout value",
+                    f"{header} timeout has invalid value")
+
+
+def _member(obj: Mapping[str, object], key: str, kind: type[_T], owner: str) -> _T | None:
+    """``obj[key]`` of the JSON object ``owner``, or None when absent.
+
+    :raises InstructionError: ``<owner> contains '<key>' with wrong type``: not a ``kind``.
+    """
+    if key not in obj:
+        return None
+    value = obj[key]
+    if not isinstance(value, kind):
+        raise _fail(f"{owner} contains '{key}' with wrong type")
+    return value
+
+
+def _json_uint(obj: Mapping[str, object], key: str, owner: str, top: int = _INT_MAX) -> int:
+    """``obj[key]`` of the JSON object ``owner``: an integer from 0 to ``top``.
+
+    :raises InstructionError: ``... with wrong type`` or ``... with invalid value``.
+    """
+    value = _json_int(obj[key])
+    if value is None:
+        raise _fail(f"{owner} contains '{key}' with wrong type")
+    if not 0 <= value <= top:
+        raise _fail(f"{owner} contains '{key}' with invalid value")
+    return value
+
+
 def _list_elements(values: list[bytes]) -> list[str]:
     return [el for v in values for el in split_header_list(v.decode("latin-1"))]
 
 
-def _parse_channel_header(values: list[bytes]) -> list[Channel]:
-    out: list[Channel] = []
+def _parsed_elements(values: list[bytes], parse: Callable[[str], _T],
+                     unparsable: str) -> Iterator[_T]:
+    """Each element of a list header, read by ``parse`` (which raises ValueError).
+
+    :raises InstructionError: ``unparsable`` when an element cannot be read.
+    """
     for element in _list_elements(values):
         try:
-            name, params = parse_header_params(element)
+            parsed = parse(element)
         except ValueError:
-            raise _fail("failed to parse Grip-Channel") from None
+            raise _fail(unparsable) from None
+        yield parsed
+
+
+def _parse_channel_header(values: list[bytes]) -> list[Channel]:
+    out: list[Channel] = []
+    for name, params in _parsed_elements(values, parse_header_params,
+                                         "failed to parse Grip-Channel"):
         if not name:
             raise _fail("failed to parse Grip-Channel")
         prev_id = get_param(params, "prev-id")
@@ -450,14 +517,7 @@ def _parse_keep_alive_header(value: bytes) -> KeepAlive | None:
         mode = "idle"
     elif mode not in ("idle", "interval"):
         raise _fail(f"no such Grip-Keep-Alive mode '{_text(mode)}'")
-    timeout = DEFAULT_KEEP_ALIVE_TIMEOUT
-    if has_param(params, "timeout"):
-        parsed = _parse_int(get_param(params, "timeout"))
-        if parsed is None:
-            raise _fail("failed to parse Grip-Keep-Alive timeout value")
-        if parsed < 0:
-            raise _fail("Grip-Keep-Alive timeout has invalid value")
-        timeout = parsed
+    timeout = _param_timeout(params, "Grip-Keep-Alive", DEFAULT_KEEP_ALIVE_TIMEOUT)
     fmt = get_param(params, "format")
     raw = data.encode("latin-1")
     if not fmt or fmt == "raw":
@@ -477,11 +537,7 @@ def _parse_keep_alive_header(value: bytes) -> KeepAlive | None:
 
 
 def _parse_meta_header(values: list[bytes], meta: dict[str, str]) -> None:
-    for element in _list_elements(values):
-        try:
-            params = parse_param_list(element)
-        except ValueError:
-            raise _fail("failed to parse Grip-Set-Meta") from None
+    for params in _parsed_elements(values, parse_param_list, "failed to parse Grip-Set-Meta"):
         if not params or not params[0][0]:
             raise _fail("Grip-Set-Meta cannot be empty")
         key, val = params[0]
@@ -515,11 +571,8 @@ def _resolve_link(link: str, request_url: str) -> str:
 
 def _parse_link_header(values: list[bytes], request_url: str) -> NextLink | None:
     found: NextLink | None = None
-    for element in _list_elements(values):
-        try:
-            first, params = parse_header_params(element)
-        except ValueError:
-            raise _fail("failed to parse Grip-Link value") from None
+    for first, params in _parsed_elements(values, parse_header_params,
+                                          "failed to parse Grip-Link value"):
         if not params:
             continue
         if len(first) <= 2 or first[0] != "<" or first[-1] != ">":
@@ -530,14 +583,7 @@ def _parse_link_header(values: list[bytes], request_url: str) -> NextLink | None
             _resolve_link(link, request_url)
             continue
         url = _resolve_link(link, request_url)
-        timeout = DEFAULT_NEXT_LINK_TIMEOUT
-        if has_param(params, "timeout"):
-            parsed = _parse_int(get_param(params, "timeout"))
-            if parsed is None:
-                raise _fail("failed to parse Grip-Link timeout value")
-            if parsed < 0:
-                raise _fail("Grip-Link timeout has invalid value")
-            timeout = parsed
+        timeout = _param_timeout(params, "Grip-Link", DEFAULT_NEXT_LINK_TIMEOUT)
         found = NextLink(url, timeout)  # the last rel=next wins
     return found
 
@@ -561,15 +607,9 @@ class _Json:
             raise _fail("failed to parse application/grip-instruct content as JSON") from None
         if not isinstance(doc, dict):
             raise _fail("instruct must be an object")
-        if "hold" in doc:
-            hold = doc["hold"]
-            if not isinstance(hold, dict):
-                raise _fail("instruct contains 'hold' with wrong type")
+        if (hold := _member(doc, "hold", dict, "instruct")) is not None:
             self._hold(hold)
-        if "response" in doc:
-            response = doc["response"]
-            if not isinstance(response, dict):
-                raise _fail("instruct contains 'response' with wrong type")
+        if (response := _member(doc, "response", dict, "instruct")) is not None:
             self._response(response)
 
     def _hold(self, hold: dict[str, object]) -> None:
@@ -582,29 +622,15 @@ class _Json:
             raise _fail(_JSON_HOLD_ERROR)
         else:
             self.hold = mode
-        if "channels" not in hold:
+        channels = _member(hold, "channels", list, "hold")
+        if channels is None:
             raise _fail("hold does not contain 'channels'")
-        channels = hold["channels"]
-        if not isinstance(channels, list):
-            raise _fail("hold contains 'channels' with wrong type")
-        for raw in channels:
-            self.channels.append(_json_channel(raw))
+        self.channels.extend(_json_channel(raw) for raw in channels)
         if "timeout" in hold:
-            timeout = _json_int(hold["timeout"])
-            if timeout is None:
-                raise _fail("hold contains 'timeout' with wrong type")
-            if timeout < 0:
-                raise _fail("hold contains 'timeout' with invalid value")
-            self.timeout = timeout
-        if "keep-alive" in hold:
-            ka = hold["keep-alive"]
-            if not isinstance(ka, dict):
-                raise _fail("hold contains 'keep-alive' with wrong type")
+            self.timeout = _json_uint(hold, "timeout", "hold")
+        if (ka := _member(hold, "keep-alive", dict, "hold")) is not None:
             self.keep_alive = _json_keep_alive(ka)
-        if "meta" in hold:
-            meta = hold["meta"]
-            if not isinstance(meta, dict):
-                raise _fail("hold contains 'meta' with wrong type")
+        if (meta := _member(hold, "meta", dict, "hold")) is not None:
             for key, val in meta.items():
                 if not isinstance(val, str):
                     raise _fail(f"'meta' contains '{key}' with wrong type")
@@ -612,32 +638,18 @@ class _Json:
 
     def _response(self, response: dict[str, object]) -> None:
         if "code" in response:
-            code = _json_int(response["code"])
-            if code is None:
-                raise _fail("response contains 'code' with wrong type")
-            if not 0 <= code <= 999:
-                raise _fail("response contains 'code' with invalid value")
-            self.status, self.reason = code, b""
-        if "reason" in response:
-            reason = response["reason"]
-            if not isinstance(reason, str):
-                raise _fail("response contains 'reason' with wrong type")
-            if "\r" in reason or "\n" in reason or "\0" in reason:
+            self.status, self.reason = _json_uint(response, "code", "response", 999), b""
+        if (reason := _member(response, "reason", str, "response")) is not None:
+            if _breaks_line(reason):
                 raise _fail("response contains 'reason' with invalid value")
             if reason:
                 self.reason = reason.encode("utf-8")
         if "headers" in response:
             self._headers(response["headers"])
-        if "body-bin" in response:
-            body_bin = response["body-bin"]
-            if not isinstance(body_bin, str):
-                raise _fail("response contains 'body-bin' with wrong type")
+        if (body_bin := _member(response, "body-bin", str, "response")) is not None:
             self.body = _b64decode(body_bin.encode("utf-8"))
-        elif "body" in response:
-            body = response["body"]
-            if not isinstance(body, str):
-                raise _fail("response contains 'body' with wrong type")
-            self.body = body.encode("utf-8")
+        elif (text := _member(response, "body", str, "response")) is not None:
+            self.body = text.encode("utf-8")
 
     def _headers(self, raw: object) -> None:
         pairs: list[tuple[str, str]] = []
@@ -665,7 +677,7 @@ class _Json:
             # when the response is written.
             if not _TOKEN.fullmatch(name):
                 raise _fail(f"headers contains invalid name '{name}'")
-            if "\r" in val or "\n" in val or "\0" in val:
+            if _breaks_line(val):
                 raise _fail(f"headers contains '{name}' with invalid value")
             self.headers.append((name.encode("ascii"), val.encode("utf-8")))
 
@@ -677,49 +689,32 @@ def _reject_constant(name: str) -> object:
 def _json_channel(raw: object) -> Channel:
     if not isinstance(raw, dict):
         raise _fail("channel is not an object")
-    if "name" not in raw:
+    name = _member(raw, "name", str, "channel")
+    if name is None:
         raise _fail("channel does not contain 'name'")
-    name = raw["name"]
-    if not isinstance(name, str):
-        raise _fail("channel contains 'name' with wrong type")
     if not name:
         raise _fail("channel contains 'name' with invalid value")
     prev_id = raw.get("prev-id")
     if prev_id is not None and not isinstance(prev_id, str):
         raise _fail("channel contains 'prev-id' with wrong type")
     filters: list[str] = []
-    if "filters" in raw:
-        raw_filters = raw["filters"]
-        if not isinstance(raw_filters, list):
-            raise _fail("channel contains 'filters' with wrong type")
-        for f in raw_filters:
-            if not isinstance(f, str):
-                raise _fail("filters contains value with wrong type")
-            if f:
-                filters.append(f)
+    for f in _member(raw, "filters", list, "channel") or ():
+        if not isinstance(f, str):
+            raise _fail("filters contains value with wrong type")
+        if f:
+            filters.append(f)
     return Channel(name, prev_id or None, tuple(filters))
 
 
 def _json_keep_alive(raw: dict[str, object]) -> KeepAlive | None:
     data = b""
-    if "content-bin" in raw:
-        content_bin = raw["content-bin"]
-        if not isinstance(content_bin, str):
-            raise _fail("keep-alive contains 'content-bin' with wrong type")
+    if (content_bin := _member(raw, "content-bin", str, "keep-alive")) is not None:
         data = _b64decode(content_bin.encode("utf-8"))
-    elif "content" in raw:
-        content = raw["content"]
-        if not isinstance(content, str):
-            raise _fail("keep-alive contains 'content' with wrong type")
+    elif (content := _member(raw, "content", str, "keep-alive")) is not None:
         data = content.encode("utf-8")
     timeout = DEFAULT_KEEP_ALIVE_TIMEOUT
     if "timeout" in raw:
-        parsed = _json_int(raw["timeout"])
-        if parsed is None:
-            raise _fail("keep-alive contains 'timeout' with wrong type")
-        if parsed < 0:
-            raise _fail("keep-alive contains 'timeout' with invalid value")
-        timeout = parsed
+        timeout = _json_uint(raw, "timeout", "keep-alive")
     if not data:
         return None
     return KeepAlive(data, max(timeout, MIN_KEEP_ALIVE_TIMEOUT), "interval")
@@ -784,11 +779,8 @@ def parse_instruct(status: int, reason: bytes, headers: Sequence[Header], body: 
 
     timeout: int | None = None
     if (raw_timeout := first(b"grip-timeout")) is not None:
-        timeout = _parse_int(raw_timeout.decode("latin-1"))
-        if timeout is None:
-            raise _fail("failed to parse Grip-Timeout")
-        if timeout < 0:
-            raise _fail("Grip-Timeout has invalid value")
+        timeout = _timeout(_parse_int(raw_timeout.decode("latin-1")),
+                           "failed to parse Grip-Timeout", "Grip-Timeout has invalid value")
 
     expose = {el.encode("latin-1").lower()
               for el in _list_elements(grip.get(b"grip-expose-headers", [])) if el}

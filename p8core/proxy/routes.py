@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import partial
-from typing import Final, final
+from dataclasses import dataclass
+from typing import Any, Final, final
 
 from p8core.errors import ConfigError
 
@@ -158,64 +157,30 @@ def _not_empty(value: str) -> str:
     return value
 
 
-@dataclass(slots=True)
-class _Draft:
-    """The fields of a Route while a parser fills them in."""
+def _route_host(value: str) -> str:
+    """A route's host; empty stays empty (the route is reachable only by id)."""
+    return _host(value) if value else ""
 
-    targets: list[str] = field(default_factory=list)
-    host: str = "*"
-    path_prefix: str = ""
-    proto: str | None = None
-    ssl: bool | None = None
-    id: str | None = None
-    over_http: bool = False
-    one_event: bool = False
-    prefix: str = ""
-    replace_beg: str | None = None
-    path_rem: int = 0
-    as_host: str | None = None
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    debug: bool = False
-    no_grip: bool = False
-    sub: list[str] = field(default_factory=list)
-    insecure: bool = False
-    sig_iss: str | None = None
-    sig_key: str | None = None
 
-    def build(self, source: str) -> Route:
-        """Check the rules that span several fields, then freeze.
+# A Route's field values while a parser collects them; list values become tuples in _build.
+# Any, not object: each converter has checked its value's type, and Route(**values) needs it.
+_Values = dict[str, Any]
 
-        :raises _Invalid: no host and no id; or both ``path_rem`` and ``replace_beg``.
-        """
-        if not self.host and self.id is None:
-            raise _Invalid("a route with no host needs an id (it is reachable only by id)")
-        if self.path_rem and self.replace_beg is not None:
-            raise _Invalid(
-                "path_rem and replace_beg cannot be combined "
-                "(replace_beg already removes the path prefix)"
-            )
-        return Route(
-            targets=tuple(self.targets),
-            host=self.host,
-            path_prefix=self.path_prefix,
-            proto=self.proto,
-            ssl=self.ssl,
-            id=self.id,
-            over_http=self.over_http,
-            one_event=self.one_event,
-            prefix=self.prefix,
-            replace_beg=self.replace_beg,
-            path_rem=self.path_rem,
-            as_host=self.as_host,
-            headers=tuple(self.headers),
-            debug=self.debug,
-            no_grip=self.no_grip,
-            sub=tuple(self.sub),
-            insecure=self.insecure,
-            sig_iss=self.sig_iss,
-            sig_key=self.sig_key,
-            source=source,
+
+def _build(values: _Values, source: str) -> Route:
+    """Check the rules that span several fields, then make the Route.
+
+    :raises _Invalid: no host and no id; or both ``path_rem`` and ``replace_beg``.
+    """
+    if not values.get("host", "*") and values.get("id") is None:
+        raise _Invalid("a route with no host needs an id (it is reachable only by id)")
+    if values.get("path_rem") and values.get("replace_beg") is not None:
+        raise _Invalid(
+            "path_rem and replace_beg cannot be combined "
+            "(replace_beg already removes the path prefix)"
         )
+    fields: _Values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return Route(**fields, source=source)
 
 
 # ---- TOML [[routes]] ----------------------------------------------------------------------
@@ -233,10 +198,18 @@ def _boolean(value: object) -> bool:
     return value
 
 
-def _integer(value: object) -> int:
+def _non_negative(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Invalid("expected an integer")
+    if value < 0:
+        raise _Invalid("must not be negative")
     return value
+
+
+def _toml_proto(value: object) -> str:
+    if value not in ("http", "ws"):
+        raise _Invalid('expected "http" or "ws"')
+    return _string(value)
 
 
 def _strings(value: object) -> list[str]:
@@ -294,54 +267,29 @@ def _toml_headers(value: object) -> list[tuple[str, str]]:
     return headers
 
 
-def _apply_toml(draft: _Draft, name: str, value: object) -> None:
-    """Set one ``[[routes]]`` key on the draft; :raises _Invalid: a bad or unknown key."""
-    match name:
-        case "host":
-            text = _string(value)
-            draft.host = _host(text) if text else ""
-        case "path_prefix":
-            draft.path_prefix = _path_prefix(_string(value))
-        case "target":
-            draft.targets = _toml_targets(value)
-        case "proto":
-            if value not in ("http", "ws"):
-                raise _Invalid('expected "http" or "ws"')
-            draft.proto = _string(value)
-        case "ssl":
-            draft.ssl = _boolean(value)
-        case "id":
-            draft.id = _not_empty(_string(value))
-        case "over_http":
-            draft.over_http = _boolean(value)
-        case "one_event":
-            draft.one_event = _boolean(value)
-        case "prefix":
-            draft.prefix = _string(value)
-        case "replace_beg":
-            draft.replace_beg = _string(value)
-        case "path_rem":
-            draft.path_rem = _integer(value)
-            if draft.path_rem < 0:
-                raise _Invalid("must not be negative")
-        case "as_host":
-            draft.as_host = _not_empty(_string(value))
-        case "headers":
-            draft.headers = _toml_headers(value)
-        case "debug":
-            draft.debug = _boolean(value)
-        case "no_grip":
-            draft.no_grip = _boolean(value)
-        case "sub":
-            draft.sub = _strings(value)
-        case "insecure":
-            draft.insecure = _boolean(value)
-        case "sig_iss":
-            draft.sig_iss = _string(value)
-        case "sig_key":
-            draft.sig_key = _string(value)
-        case _:
-            raise _Invalid("unknown key")
+# Each ``[[routes]]`` key and the converter that checks its value; the key names the Route
+# field, except ``target`` (field ``targets``).
+_TOML_KEYS: Final[Mapping[str, Callable[[object], object]]] = {
+    "host": lambda value: _route_host(_string(value)),
+    "path_prefix": lambda value: _path_prefix(_string(value)),
+    "target": _toml_targets,
+    "proto": _toml_proto,
+    "ssl": _boolean,
+    "id": lambda value: _not_empty(_string(value)),
+    "over_http": _boolean,
+    "one_event": _boolean,
+    "prefix": _string,
+    "replace_beg": _string,
+    "path_rem": _non_negative,
+    "as_host": lambda value: _not_empty(_string(value)),
+    "headers": _toml_headers,
+    "debug": _boolean,
+    "no_grip": _boolean,
+    "sub": _strings,
+    "insecure": _boolean,
+    "sig_iss": _string,
+    "sig_key": _string,
+}
 
 
 def route_from_toml(table: Mapping[str, object], source: str, key: str) -> Route:
@@ -355,10 +303,13 @@ def route_from_toml(table: Mapping[str, object], source: str, key: str) -> Route
     :param key: where the table is in the file, e.g. ``"routes[0]"``.
     :raises ConfigError: an unknown key, a value of the wrong type or out of range, or no target.
     """
-    draft = _Draft()
+    values: _Values = {}
     for name, value in table.items():
         try:
-            _apply_toml(draft, name, value)
+            convert = _TOML_KEYS.get(name)
+            if convert is None:
+                raise _Invalid("unknown key")
+            values["targets" if name == "target" else name] = convert(value)
         except _Invalid as exc:
             raise ConfigError(source, f"{key}.{name}{exc.at}", exc.problem) from None
     if "target" not in table:
@@ -366,7 +317,7 @@ def route_from_toml(table: Mapping[str, object], source: str, key: str) -> Route
             source, f"{key}.target", 'required, e.g. target = "http://127.0.0.1:8080"'
         )
     try:
-        return draft.build(f"{source}: {key}")
+        return _build(values, f"{source}: {key}")
     except _Invalid as exc:
         raise ConfigError(source, key, exc.problem) from None
 
@@ -374,7 +325,6 @@ def route_from_toml(table: Mapping[str, object], source: str, key: str) -> Route
 # ---- Pushpin routes file ------------------------------------------------------------------
 
 _Props = list[tuple[str, str | None]]  # (name, value); None for a flag written without "="
-_PropSetter = Callable[[str, str | None], None]
 
 _UNSUPPORTED_CONDITION: Final = frozenset(
     {
@@ -471,7 +421,7 @@ def _section(parts: list[str]) -> tuple[str, _Props]:
     return value, props
 
 
-def _flag(value: str | None) -> bool:
+def _flag(name: str, value: str | None) -> bool:
     if value is not None:
         raise _Invalid("takes no value (it is a flag)")
     return True
@@ -483,102 +433,125 @@ def _valued(name: str, value: str | None) -> str:
     return value
 
 
-def _condition_prop(draft: _Draft, name: str, value: str | None) -> None:
-    """Apply one condition prop; :raises _Invalid: a bad value or an unknown prop."""
-    match name:
-        case "proto":
-            if value not in ("http", "ws"):
-                raise _Invalid("must be set to 'http' or 'ws'")
-            draft.proto = value
-        case "ssl":
-            if value not in ("yes", "no"):
-                raise _Invalid("must be set to 'yes' or 'no'")
-            draft.ssl = value == "yes"
-        case "path_beg":
-            path_beg = _valued(name, value)
-            if not path_beg:
-                raise _Invalid("cannot be empty")
-            draft.path_prefix = _path_prefix(path_beg)
-        case "id":
-            draft.id = _not_empty(_valued(name, value))
-        case "prefix":
-            draft.prefix = _valued(name, value)
-        case "sig_iss":
-            draft.sig_iss = _valued(name, value)
-        case "sig_key":
-            draft.sig_key = _valued(name, value)
-        case "as_host":
-            draft.as_host = _not_empty(_valued(name, value))
-        case "path_rem":
-            text = _valued(name, value)
-            if not (text.isascii() and text.isdigit()):
-                raise _Invalid(f"{text!r} is not a non-negative integer")
-            draft.path_rem = int(text)
-        case "replace_beg":
-            draft.replace_beg = _valued(name, value)
-        case "header":
-            header_name, colon, header_value = _valued(name, value).partition(":")
-            if not colon or not header_name:
-                raise _Invalid("must use format 'name:value'")
-            draft.headers.append(_header(header_name, header_value.lstrip(" ")))
-        case "debug":
-            draft.debug = _flag(value)
-        case "no_grip":
-            draft.no_grip = _flag(value)
-        case _:
-            raise _Invalid("unknown condition option")
+def _named(name: str, value: str | None) -> str:
+    return _not_empty(_valued(name, value))
 
 
-@dataclass(slots=True)
-class _TargetOptions:
-    """Target props that p8 keeps on the route, not per target."""
-
-    ssl: bool = False
-    insecure: bool = False
-    over_http: bool = False
-    one_event: bool = False
-    host: str | None = None
-    sub: list[str] = field(default_factory=list)
+def _proto(name: str, value: str | None) -> str:
+    if value not in ("http", "ws"):
+        raise _Invalid("must be set to 'http' or 'ws'")
+    return value
 
 
-def _target_prop(options: _TargetOptions, name: str, value: str | None) -> None:
-    """Apply one target prop; :raises _Invalid: a bad value or an unknown prop."""
-    match name:
-        case "ssl":
-            options.ssl = _flag(value)
-        case "insecure":
-            options.insecure = _flag(value)
-        case "over_http":
-            options.over_http = _flag(value)
-        case "one_event":
-            options.one_event = _flag(value)
-        case "host":
-            options.host = _not_empty(_valued(name, value))
-        case "sub":
-            options.sub.append(_not_empty(_valued(name, value)))
-        case _:
-            raise _Invalid("unknown target option")
+def _yes_no(name: str, value: str | None) -> bool:
+    if value not in ("yes", "no"):
+        raise _Invalid("must be set to 'yes' or 'no'")
+    return value == "yes"
 
 
-def _apply_props(props: _Props, unsupported: frozenset[str], apply: _PropSetter) -> None:
-    """Apply props in order: unsupported or repeated ones are errors, each named in the message."""
+def _path_beg(name: str, value: str | None) -> str:
+    path_beg = _valued(name, value)
+    if not path_beg:
+        raise _Invalid("cannot be empty")
+    return _path_prefix(path_beg)
+
+
+def _path_rem(name: str, value: str | None) -> int:
+    text = _valued(name, value)
+    if not (text.isascii() and text.isdigit()):
+        raise _Invalid(f"{text!r} is not a non-negative integer")
+    return int(text)
+
+
+def _header_prop(name: str, value: str | None) -> tuple[str, str]:
+    header_name, colon, header_value = _valued(name, value).partition(":")
+    if not colon or not header_name:
+        raise _Invalid("must use format 'name:value'")
+    return _header(header_name, header_value.lstrip(" "))
+
+
+@dataclass(frozen=True, slots=True)
+class _PropKind:
+    """The props a routes-file condition or target accepts.
+
+    ``convert`` maps each prop to its converter, which gets the prop's name (for messages)
+    and its value (None for a flag); ``fields`` names the Route field a prop sets where that
+    is not the prop's own name.
+    """
+
+    kind: str
+    convert: Mapping[str, Callable[[str, str | None], object]]
+    fields: Mapping[str, str]
+    unsupported: frozenset[str]
+
+
+_CONDITION: Final = _PropKind(
+    "condition",
+    {
+        "proto": _proto,
+        "ssl": _yes_no,
+        "path_beg": _path_beg,
+        "id": _named,
+        "prefix": _valued,
+        "sig_iss": _valued,
+        "sig_key": _valued,
+        "as_host": _named,
+        "path_rem": _path_rem,
+        "replace_beg": _valued,
+        "header": _header_prop,
+        "debug": _flag,
+        "no_grip": _flag,
+    },
+    {"path_beg": "path_prefix", "header": "headers"},
+    _UNSUPPORTED_CONDITION,
+)
+# A target's ``ssl`` picks its scheme; the other target props set Route fields.
+_TARGET: Final = _PropKind(
+    "target",
+    {
+        "ssl": _flag,
+        "insecure": _flag,
+        "over_http": _flag,
+        "one_event": _flag,
+        "host": _named,
+        "sub": _named,
+    },
+    {"host": "as_host"},
+    _UNSUPPORTED_TARGET,
+)
+
+
+def _apply_props(props: _Props, accepted: _PropKind, values: _Values) -> None:
+    """Convert props in order into ``values``; repeatable ones are collected in a list.
+
+    :raises _Invalid: an unsupported, unknown or repeated prop or a bad value, each named in
+        the message.
+    """
     seen: set[str] = set()
     for name, value in props:
-        if name in unsupported:
+        if name in accepted.unsupported:
             raise _Invalid(f"'{name}' is not supported by p8")
         if name in seen and name not in _REPEATABLE:
             raise _Invalid(f"'{name}' given more than once")
         seen.add(name)
+        convert = accepted.convert.get(name)
         try:
-            apply(name, value)
+            if convert is None:
+                raise _Invalid(f"unknown {accepted.kind} option")
+            converted = convert(name, value)
         except _Invalid as exc:
             raise _Invalid(f"{name}: {exc.problem}") from None
+        field = accepted.fields.get(name, name)
+        if name in _REPEATABLE:
+            values.setdefault(field, []).append(converted)
+        else:
+            values[field] = converted
 
 
-def _pushpin_target(value: str, options: _TargetOptions) -> str:
+def _pushpin_target(value: str, ssl: bool) -> str:
     """Map a routes-file target value to p8's target string."""
     if value == "test" or value.startswith(("zhttp/", "zhttpreq/")):
-        if options.ssl:
+        if ssl:
             raise _Invalid(f"{value!r}: 'ssl' applies only to host:port targets")
         if value == "test":
             return value
@@ -586,7 +559,7 @@ def _pushpin_target(value: str, options: _TargetOptions) -> str:
         if not spec:
             raise _Invalid(f"{value!r} needs a ZeroMQ spec, e.g. {kind}/tcp://127.0.0.1:10000")
         return f"{kind}+{spec}"
-    return ("https://" if options.ssl else "http://") + _host_port(value)
+    return ("https://" if ssl else "http://") + _host_port(value)
 
 
 def _parse_line(line: str, where: str) -> Route | None:
@@ -596,32 +569,25 @@ def _parse_line(line: str, where: str) -> Route | None:
         return None
     if len(tokens) < 2:
         raise _Invalid("must specify condition and at least one target")
-    draft = _Draft()
     value, props = _section(tokens[0])
     try:
-        draft.host = _host(value) if value else ""
+        values: _Values = {"host": _route_host(value)}
     except _Invalid as exc:
         raise _Invalid(f"condition: {exc.problem}") from None
-
-    _apply_props(props, _UNSUPPORTED_CONDITION, partial(_condition_prop, draft))
-    targets: list[_TargetOptions] = []
+    _apply_props(props, _CONDITION, values)
+    targets: list[str] = []
     for token in tokens[1:]:
         value, props = _section(token)
-        options = _TargetOptions()
-        _apply_props(props, _UNSUPPORTED_TARGET, partial(_target_prop, options))
-        draft.targets.append(_pushpin_target(value, options))
-        targets.append(options)
-    # p8 holds these once per route: the first target's values apply to every target.
-    first = targets[0]
-    draft.insecure, draft.over_http, draft.one_event = (
-        first.insecure,
-        first.over_http,
-        first.one_event,
-    )
-    draft.sub = list(first.sub)
-    if first.host is not None:
-        draft.as_host = first.host  # as in Pushpin, a target's host= overrides as_host
-    return draft.build(where)
+        options: _Values = {}
+        _apply_props(props, _TARGET, options)
+        ssl = options.pop("ssl", False)
+        if not targets:
+            # p8 holds these once per route: the first target's values apply to every
+            # target, and (as in Pushpin) its host= overrides as_host.
+            values.update(options)
+        targets.append(_pushpin_target(value, ssl))
+    values["targets"] = targets
+    return _build(values, where)
 
 
 def parse_routes_file(text: str, source: str) -> list[Route]:
