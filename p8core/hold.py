@@ -85,7 +85,8 @@ class Retry:
 
     The hold ends (its subscriptions are dropped) and the backend's new answer decides
     what the client gets, a new hold included. An ``urgent`` retry (a ``hint``) goes out at
-    once; others share a process-wide rate limit (grip.md §7.4).
+    once; others wait their turn under a process-wide rate limit (grip.md §7.4) while the
+    hold stays in place, so a publish that arrives first still answers it.
     """
 
     headers: Headers = ()

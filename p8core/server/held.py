@@ -77,6 +77,12 @@ class HeldExchange:
         """Ask the mode to refresh from the backend (recover, first subscription)."""
         self._event(self.mode.on_update)
 
+    def retry(self, headers: tuple[tuple[bytes, bytes], ...]) -> None:
+        """End the hold and send its request to the backend again."""
+        if not self.done:
+            self._end()
+            self.app.spawn(self.app.proxy.retry, self.conn, self.mode.hold, headers)
+
     def client_gone(self) -> None:
         if not self.done:
             self._end()
@@ -144,8 +150,10 @@ class HeldExchange:
                 self._end()
                 conn.finish_exchange()
             elif isinstance(action, Retry):
-                self._end()
-                self.app.proxy.schedule_retry(conn, self.mode.hold, action)
+                if action.urgent:
+                    self.retry(action.headers)
+                else:
+                    self.app.proxy.queue_retry(self, action.headers)
             else:
                 raise TypeError(f"unknown hold action {action!r}")
 

@@ -15,7 +15,7 @@ import structlog
 from ..connector import OriginError, OriginRequest, OriginResponse
 from ..errors import InstructionError
 from ..grip.instructions import Instruct, is_grip_response, parse_instruct
-from ..hold import Fetch, Fetched, HeldRequest, Hold, Retry
+from ..hold import Fetch, Fetched, HeldRequest, Hold
 from ..proxy.headers import GRIP_FEATURE, request_body_length, request_headers, response_headers
 from ..proxy.routes import Route, rewrite_path
 from .connection import ClientRequest, ConnectionGone, HttpConnection
@@ -66,7 +66,7 @@ class Proxy:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self.retries: deque[tuple[HttpConnection, Hold, Headers]] = deque()
+        self.retries: deque[tuple[HeldExchange, Headers]] = deque()
         self.retries_waiting = anyio.Event()
 
     async def handle(self, conn: HttpConnection, req: ClientRequest) -> bool:
@@ -83,22 +83,23 @@ class Proxy:
         return await self._forward(conn, req, route, recorder.chunks(), length, recorder, (),
                                    started)
 
-    def schedule_retry(self, conn: HttpConnection, hold: Hold, retry: Retry) -> None:
-        """Run a :class:`Retry` now (urgent) or within the process-wide retry rate."""
-        if retry.urgent:
-            self.app.spawn(self.retry, conn, hold, retry.headers)
-        else:
-            self.retries.append((conn, hold, retry.headers))
-            self.retries_waiting.set()
+    def queue_retry(self, exchange: HeldExchange, headers: Headers) -> None:
+        """Retry ``exchange`` within the process-wide retry rate (grip.md §7.4).
+
+        The exchange stays held meanwhile: a publish that reaches it first answers it, and
+        then its turn is skipped.
+        """
+        self.retries.append((exchange, headers))
+        self.retries_waiting.set()
 
     async def run_retries(self) -> None:
-        """Release queued non-urgent retries at ``RETRY_RATE`` per second."""
+        """Release queued retries at ``RETRY_RATE`` per second."""
         while True:
             await self.retries_waiting.wait()
             while self.retries:
-                conn, hold, headers = self.retries.popleft()
-                if not conn.closed:
-                    self.app.spawn(self.retry, conn, hold, headers)
+                exchange, headers = self.retries.popleft()
+                if not exchange.done:
+                    exchange.retry(headers)
                     await anyio.sleep(1 / RETRY_RATE)
             self.retries_waiting = anyio.Event()
 

@@ -51,9 +51,23 @@ class TimerWheel:
         now_slot = math.floor(loop.time() / self.resolution + 1e-9)
         self._handle, self._next_slot = None, math.inf
         for slot in sorted(s for s in self._slots if s <= now_slot):
-            for owner, callback in self._slots.pop(slot).items():
+            # The bucket stays in place while its callbacks run: one may cancel or re-arm
+            # another owner due in this same slot. Owners armed meanwhile wait for the
+            # next run.
+            bucket = self._slots.get(slot)
+            if bucket is None:
+                continue
+            for owner in list(bucket):
+                callback = bucket.pop(owner, None)
+                if callback is None:
+                    continue  # cancelled by an earlier callback
                 del self._due[owner]
                 callback()
+            if not bucket and self._slots.get(slot) is bucket:
+                del self._slots[slot]
+        if self._handle is not None:  # a callback armed a timer: rescheduled below
+            self._handle.cancel()
+            self._handle, self._next_slot = None, math.inf
         if self._slots:
             self._next_slot = min(self._slots)
             self._handle = loop.call_at(self._next_slot * self.resolution, self._fire)
