@@ -67,7 +67,7 @@ async def p8_process(tmp_path: Path, origin_port: int) -> AsyncIterator[tuple[in
     port = await _free_port()
     (tmp_path / "p8.toml").write_text(
         f'[server]\nlisten = ["127.0.0.1:{port}"]\n[control]\nlisten = "127.0.0.1:0"\n'
-        f'[[routes]]\ntarget = "http://127.0.0.1:{origin_port}"\n')
+        f'[plugins]\nenabled = []\n[[routes]]\ntarget = "http://127.0.0.1:{origin_port}"\n')
     proc = await anyio.open_process(
         [sys.executable, "-m", "p8core.cli", "run", "--config", str(tmp_path / "p8.toml"),
          "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

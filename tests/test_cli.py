@@ -107,7 +107,9 @@ def test_plugins_lists_registrations_and_disabled_plugins(tmp_path: Path) -> Non
 def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, int]]:
     port, control = free_port(), free_port()
     (tmp_path / "p8.toml").write_text(
-        f'[server]\nlisten = ["127.0.0.1:{port}"]\n[control]\nlisten = "127.0.0.1:{control}"\n')
+        f'[server]\nlisten = ["127.0.0.1:{port}"]\n[control]\nlisten = "127.0.0.1:{control}"\n'
+        # No plugins: their default ZeroMQ ports could be taken by another p8 on this host.
+        '[plugins]\nenabled = []\n')
     proc = subprocess.Popen([*P8, "run", "--config", str(tmp_path / "p8.toml")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
