@@ -120,7 +120,7 @@ class Proxy:
         route = hold.route
         headers = [(b"host", link.netloc.encode()), *fetch.headers]
         if not route.no_grip:
-            headers += self._grip_headers(route)
+            headers += self.grip_headers(route)
         limit = self.app.config.proxy.max_grip_body
         if (link.scheme, link.netloc) != (origin.scheme, origin.netloc):
             return await self._fetch_external(fetch.url, headers, limit)
@@ -176,8 +176,8 @@ class Proxy:
                        recorder: BodyRecorder, extra: Headers, started: float) -> bool:
         app = self.app
         grip = not route.no_grip
-        trusted = grip and self._trusted(req)
-        added = [*extra, *self._grip_headers(route)] if grip and not trusted else list(extra)
+        trusted = grip and self.is_trusted(req)
+        added = [*extra, *self.grip_headers(route)] if grip and not trusted else list(extra)
         host = route.as_host.encode() if route.as_host else None
         headers = request_headers(req.headers, trusted=trusted, overrides=route.headers,
                                   host=host, peer=req.peer,
@@ -214,13 +214,13 @@ class Proxy:
                     raise
         raise AssertionError("a route has at least one target")
 
-    def _grip_headers(self, route: Route) -> list[tuple[bytes, bytes]]:
+    def grip_headers(self, route: Route) -> list[tuple[bytes, bytes]]:
         """What the proxy tells a backend about itself: ``Grip-Sig``, ``Grip-Feature``."""
         signer = self.app.route_signer(route.sig_iss, route.sig_key)
         sig = [(b"grip-sig", signer.token(time.time()).encode())] if signer else []
         return [*sig, (b"grip-feature", GRIP_FEATURE)]
 
-    def _trusted(self, req: ClientRequest) -> bool:
+    def is_trusted(self, req: ClientRequest) -> bool:
         """A client whose Grip-Sig validates with ``upstream_key`` is a trusted proxy."""
         verifier = self.app.verifier
         token = req.header(b"grip-sig")
