@@ -94,6 +94,9 @@ class HttpConnection(asyncio.Protocol):
         self.closed = False
         self.on_gone: Callable[[], None] | None = None
         """Called once when the client goes away while a hold owns the connection."""
+        self.on_shutdown: Callable[[], None] | None = None
+        """Called once when the server stops, just before it closes the connection: the
+        owner of a long-lived exchange ends it cleanly (a last chunk, a close frame)."""
         self._buffer = bytearray()
         self._eof = False
         self._paused = False

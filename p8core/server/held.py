@@ -55,6 +55,7 @@ class HeldExchange:
         """Subscribe, then run the mode's first actions."""
         self.app.held.add(self)
         self.conn.on_gone = self.client_gone
+        self.conn.on_shutdown = self.shutdown
         self._subscribe(channels)
         self._event(self.mode.start)
 
@@ -100,13 +101,12 @@ class HeldExchange:
             self.conn.abort()
 
     def shutdown(self) -> None:
-        """The server is stopping: end the response cleanly and close the connection."""
+        """The server is stopping: end a streaming response with its last chunk."""
         if self.done:
             return
         self._end()
         if self.conn.h11.our_state is h11.SEND_BODY:
             self.conn.send_end()
-        self.conn.close()
 
     # ---- actions ----------------------------------------------------------------------------
 
@@ -176,7 +176,7 @@ class HeldExchange:
     def _end(self) -> None:
         """Leave the hub and the timer wheel; the exchange takes no more events."""
         self.done = True
-        self.conn.on_gone = None
+        self.conn.on_gone = self.conn.on_shutdown = None
         self._unsubscribe(list(self.channels))
         for owner in self.timers.values():
             self.app.timers.cancel(owner)

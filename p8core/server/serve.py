@@ -125,9 +125,9 @@ async def _shutdown(app: App, servers: list[asyncio.Server],
                     clients: set[HttpConnection]) -> None:
     for server in servers:
         server.close()
-    for exchange in list(app.held):
-        exchange.shutdown()
     for conn in list(clients):
+        if conn.on_shutdown is not None:
+            conn.on_shutdown()
         conn.close()
     with anyio.move_on_after(app.config.server.shutdown_grace):
         for server in servers:

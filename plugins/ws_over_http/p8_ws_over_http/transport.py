@@ -241,6 +241,7 @@ class WohConnection:
     async def run(self) -> None:
         """Ask the backend, then read the client until the connection ends."""
         self.conn.on_gone = self._client_gone
+        self.conn.on_shutdown = self._server_stopping
         self.log.debug("ws_requested", path=self.path.decode("latin-1"))
         self._do(self.session.start())
         await self.decided.wait()
@@ -301,6 +302,13 @@ class WohConnection:
     def _client_gone(self) -> None:
         self.decided.set()
         self._do(self.session.on_client_gone())
+
+    def _server_stopping(self) -> None:
+        """p8 is stopping: the client gets a close frame 1001 (going away)."""
+        ws = self.ws
+        if ws is not None and ws.state is ConnectionState.OPEN:
+            self.conn.write(ws.send(CloseConnection(code=CloseReason.GOING_AWAY,
+                                                    reason="server shutting down")))
 
     def deliver(self, item: PublishItem) -> None:
         """A publish for one of this connection's channels (called by the hub)."""
@@ -440,7 +448,7 @@ class WohConnection:
         for key in self.timers:
             app.timers.cancel((self, key))
         self.timers.clear()
-        self.conn.on_gone = None
+        self.conn.on_gone = self.conn.on_shutdown = None
         self.conn.close()
         self.decided.set()
         if self.room is not None:

@@ -511,6 +511,18 @@ async def test_ws_slow_client_is_closed_and_counted_and_the_backend_told() -> No
 
 # ---- the edges of the handshake --------------------------------------------------------------
 
+async def test_ws_clients_get_1001_when_p8_stops() -> None:
+    backend = Backend()
+    async with run_origin(backend) as origin:
+        async with run_p8(config(origin.target)) as p8:
+            ws = await connect(ws_url(p8))
+            with anyio.fail_after(5):
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+        with anyio.fail_after(5):
+            assert await closed(ws) == (1001, "server shutting down")
+
+
 async def test_ws_handshake_errors() -> None:
     async with run_p8({"plugins": {"enabled": ["ws_over_http"]},
                        "routes": [{"host": "example.com", "target": "test"}]}) as p8:
