@@ -100,11 +100,13 @@ class Fetch:
 
     A URL on the request's own scheme, host and port goes through the hold's route; any
     other goes out over the network. Only one fetch per hold runs at a time: a second
-    ``Fetch`` while one is in flight is dropped.
+    ``Fetch`` while one is in flight is dropped. An ``urgent`` fetch (a ``hint``) goes out
+    at once; others (periodic, gaps, updates) share the retries' rate limit (grip.md §7.4).
     """
 
     url: str
     headers: Headers = ()
+    urgent: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,12 @@ class HeldExchange:
         """Ask the mode to refresh from the backend (recover, first subscription)."""
         self._event(self.mode.on_update)
 
+    def fetch(self, action: Fetch) -> None:
+        """Start the mode's fetch, unless one is already in flight."""
+        if not self.done and not self.fetching:
+            self.fetching = True
+            self.app.spawn(self.app.proxy.fetch, self, action)
+
     def retry(self, headers: tuple[tuple[bytes, bytes], ...]) -> None:
         """End the hold and send its request to the backend again."""
         if not self.done:
@@ -135,9 +141,10 @@ class HeldExchange:
                 if action.key in self.timers:
                     self.app.timers.cancel(self.timers.pop(action.key))
             elif isinstance(action, Fetch):
-                if not self.fetching:
-                    self.fetching = True
-                    self.app.spawn(self.app.proxy.fetch, self, action)
+                if action.urgent:
+                    self.fetch(action)
+                else:
+                    self.app.proxy.queue_update(self, partial(self.fetch, action))
             elif isinstance(action, ForgetLastId):
                 for channel in action.channels:
                     self.app.hub.forget_last_id(channel)
@@ -153,7 +160,7 @@ class HeldExchange:
                 if action.urgent:
                     self.retry(action.headers)
                 else:
-                    self.app.proxy.queue_retry(self, action.headers)
+                    self.app.proxy.queue_update(self, partial(self.retry, action.headers))
             else:
                 raise TypeError(f"unknown hold action {action!r}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -29,8 +29,8 @@ log = structlog.get_logger().bind(component="proxy")
 Headers = tuple[tuple[bytes, bytes], ...]
 
 STREAM_MODE = "stream"
-RETRY_RATE = 10.0
-"""Non-urgent retries per second, process-wide (grip.md §7.4)."""
+UPDATE_RATE = 10.0
+"""Low-priority retries and next-link fetches per second, process-wide (grip.md §7.4)."""
 
 
 class BodyRecorder:
@@ -66,8 +66,8 @@ class Proxy:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self.retries: deque[tuple[HeldExchange, Headers]] = deque()
-        self.retries_waiting = anyio.Event()
+        self.updates: deque[tuple[HeldExchange, Callable[[], None]]] = deque()
+        self.updates_waiting = anyio.Event()
 
     async def handle(self, conn: HttpConnection, req: ClientRequest) -> bool:
         """Serve one client request. Returns False when a hold now owns the connection."""
@@ -83,25 +83,23 @@ class Proxy:
         return await self._forward(conn, req, route, recorder.chunks(), length, recorder, (),
                                    started)
 
-    def queue_retry(self, exchange: HeldExchange, headers: Headers) -> None:
-        """Retry ``exchange`` within the process-wide retry rate (grip.md §7.4).
+    def queue_update(self, exchange: HeldExchange, update: Callable[[], None]) -> None:
+        """Run a low-priority retry or fetch for ``exchange`` within the process-wide rate
+        (grip.md §7.4). The exchange stays held meanwhile: if a publish answers it first,
+        its turn is skipped."""
+        self.updates.append((exchange, update))
+        self.updates_waiting.set()
 
-        The exchange stays held meanwhile: a publish that reaches it first answers it, and
-        then its turn is skipped.
-        """
-        self.retries.append((exchange, headers))
-        self.retries_waiting.set()
-
-    async def run_retries(self) -> None:
-        """Release queued retries at ``RETRY_RATE`` per second."""
+    async def run_updates(self) -> None:
+        """Release queued updates at ``UPDATE_RATE`` per second."""
         while True:
-            await self.retries_waiting.wait()
-            while self.retries:
-                exchange, headers = self.retries.popleft()
+            await self.updates_waiting.wait()
+            while self.updates:
+                exchange, update = self.updates.popleft()
                 if not exchange.done:
-                    exchange.retry(headers)
-                    await anyio.sleep(1 / RETRY_RATE)
-            self.retries_waiting = anyio.Event()
+                    update()
+                    await anyio.sleep(1 / UPDATE_RATE)
+            self.updates_waiting = anyio.Event()
 
     async def fetch(self, exchange: HeldExchange, fetch: Fetch) -> None:
         """GET a hold's next link and hand the answer to the exchange."""

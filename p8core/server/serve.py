@@ -91,7 +91,7 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
             caddr = cfg.control.address
             servers.append(await _listen(loop, control_factory, caddr.host, caddr.port))
             tg.start_soon(_tick, app)
-            tg.start_soon(app.proxy.run_retries)
+            tg.start_soon(app.proxy.run_updates)
             for offered in app.pm.hook.p8_services(app=app):
                 for service in offered:
                     tg.start_soon(service)
