@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ from .grip.sig import Signer, Verifier
 from .hold import HoldMode
 from .metrics import Metrics
 from .plugins import collect_named, make_plugin_manager
-from .proxy.routes import Router
+from .proxy.routes import Route, Router
 from .pubsub.hub import Hub
 from .pubsub.items import PublishFormat, PublishItem, parse_publish_body
 from .server.held import HeldExchange
@@ -53,7 +53,7 @@ class App:
             config=config).values())
         self._check_routes()
         self.router = Router(config.routes)
-        self.connectors: dict[str, Connector] = {}
+        self.connectors: dict[tuple[str, Hashable], Connector] = {}
         pubsub = config.pubsub
         self.hub = Hub(id_cache_ttl=pubsub.id_cache_ttl, message_wait=pubsub.message_wait / 1000,
                        subscription_linger=pubsub.subscription_linger)
@@ -132,12 +132,15 @@ class App:
         if self._http_client is not None:
             await self._http_client.aclose()
 
-    def connector(self, target: str) -> Connector:
-        """The connector instance for ``target``, built on first use."""
-        found = self.connectors.get(target)
+    def connector(self, target: str, route: Route | None = None) -> Connector:
+        """The connector for ``target`` with ``route``'s connection options, built on first
+        use and shared by every route with the same target and options."""
+        kind = self.connector_types[target_scheme(target)]
+        key = (target, kind.options(route))
+        found = self.connectors.get(key)
         if found is None:
-            found = self.connector_types[target_scheme(target)](target)
-            self.connectors[target] = found
+            found = kind.open(target, route)
+            self.connectors[key] = found
         return found
 
     # ---- publishing ---------------------------------------------------------------------

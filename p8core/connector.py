@@ -8,7 +8,7 @@ distinct target and calls :meth:`Connector.request` for every proxied request to
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -123,6 +123,17 @@ class Connector(ABC):
 
     def __init__(self, target: str) -> None:
         self.target = target
+
+    @classmethod
+    def options(cls, route: Route | None) -> Hashable:
+        """The route options this connector depends on; routes that agree share one
+        instance per target. Most connectors depend on none."""
+        return None
+
+    @classmethod
+    def open(cls, target: str, route: Route | None) -> Connector:
+        """Build the connector for ``target`` as ``route`` configures it."""
+        return cls(target)
 
     @abstractmethod
     async def request(self, req: OriginRequest, *, timeout: float) -> OriginResponse:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import json
+import ssl
+import subprocess
 import time
+from pathlib import Path
 
 import anyio
 import gripcontrol
 import httpx
 import jwt
 import pytest
+from anyio.streams.tls import TLSListener
 
 from p8core.testing import Reply, SeenRequest, run_origin, run_p8
 
@@ -252,3 +257,40 @@ async def test_keep_alive_serves_several_requests_on_one_connection() -> None:
         assert out.count(b"HTTP/1.1 201 ") == 3
         assert b"POST /2\nabc" in out
         assert origin.connections == 1, "the origin connection is pooled"
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> ssl.SSLContext:
+    """A server TLS context with a certificate for 127.0.0.1 that nobody trusts."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def test_https_backend_verified_unless_the_route_is_insecure(
+        self_signed: ssl.SSLContext) -> None:
+    async def serve(stream: anyio.abc.ByteStream) -> None:
+        async with stream:
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, ssl.SSLError):
+                while b"\r\n\r\n" not in await stream.receive():
+                    pass
+                await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nTLS")
+
+    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = tcp.extra(anyio.abc.SocketAttribute.local_port)
+    listener = TLSListener(tcp, self_signed, standard_compatible=False)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        target = f"https://127.0.0.1:{port}"
+        config = {"routes": [{"path_prefix": "/trusting", "target": target, "insecure": True},
+                             {"path_prefix": "/strict", "target": target}]}
+        async with run_p8(config) as p8, httpx.AsyncClient() as client:
+            resp = await client.get(f"{p8.url}/trusting")
+            assert (resp.status_code, resp.text) == (200, "TLS")
+            resp = await client.get(f"{p8.url}/strict")
+            assert resp.status_code == 502 and "CERTIFICATE_VERIFY_FAILED" in resp.text
+        tg.cancel_scope.cancel()

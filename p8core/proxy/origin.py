@@ -14,8 +14,8 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import Final
+from collections.abc import AsyncIterator, Hashable
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 import anyio
@@ -23,6 +23,9 @@ import h11
 from anyio.abc import ByteStream, SocketAttribute
 
 from ..connector import Connector, OriginError, OriginRequest, OriginResponse, OriginTimeout
+
+if TYPE_CHECKING:
+    from .routes import Route
 
 _RECEIVE_SIZE: Final = 65536
 _MAX_HEAD_SIZE: Final = 65536
@@ -74,6 +77,15 @@ class HttpConnector(Connector):
     """
 
     schemes = ("http", "https")
+
+    @classmethod
+    def options(cls, route: Route | None) -> Hashable:
+        return bool(route and route.insecure)
+
+    @classmethod
+    def open(cls, target: str, route: Route | None) -> HttpConnector:
+        """A pool for ``target``; the route's ``insecure`` turns off TLS verification."""
+        return cls(target, insecure=bool(route and route.insecure))
 
     def __init__(self, target: str, *, max_idle: int = 100, insecure: bool = False,
                  idle_timeout: float = 60.0) -> None:

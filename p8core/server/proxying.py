@@ -206,7 +206,7 @@ class Proxy:
         timeout = self.app.config.proxy.backend_timeout
         for i, target in enumerate(route.targets):
             try:
-                return await self.app.connector(target).request(outbound, timeout=timeout)
+                return await self.app.connector(target, route).request(outbound, timeout=timeout)
             except OriginError:
                 if i + 1 == len(route.targets) or (recorder and recorder.consumed):
                     raise
