@@ -486,7 +486,7 @@ class WohConnection:
             request = OriginRequest(b"POST", self.path, headers, _body(action.body),
                                     len(action.body), route)
             try:
-                resp = await app.connector(target).request(
+                resp = await app.connector(target, route).request(
                     request, timeout=app.config.proxy.backend_timeout)
             except OriginTimeout as e:
                 return str(e), False
