@@ -42,7 +42,8 @@ class BuiltinTestConnector(Connector):
 
 def _text(status: int, body: bytes,
           extra: Sequence[tuple[bytes, bytes]] = ()) -> BufferedResponse:
-    return BufferedResponse(status, [(b"content-type", b"text/plain"), *extra], body)
+    head = [(b"content-type", b"text/plain"), *extra, (b"content-length", b"%d" % len(body))]
+    return BufferedResponse(status, head, body)
 
 
 @hookimpl

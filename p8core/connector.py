@@ -95,12 +95,15 @@ class OriginResponse(ABC):
 
 
 class BufferedResponse(OriginResponse):
-    """A response whose whole body is already in memory (the test handler, errors)."""
+    """A response whose whole body is already in memory (the test handler, a ZHTTP reply).
+
+    ``headers`` are sent as given: without a ``Content-Length`` the client connection
+    chooses the framing.
+    """
 
     def __init__(self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes,
                  reason: bytes = b"") -> None:
-        self.status, self.reason = status, reason
-        self.headers = [*headers, (b"content-length", b"%d" % len(body))]
+        self.status, self.reason, self.headers = status, reason, list(headers)
         self.body = body
         self.content_length = len(body)
 

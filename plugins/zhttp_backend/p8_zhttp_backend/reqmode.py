@@ -9,7 +9,6 @@ a late or unknown reply is dropped, and a malformed one fails only its own reque
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Final
 
 import anyio
@@ -17,7 +16,7 @@ import zmq
 import zmq.asyncio
 from anyio.abc import TaskGroup
 
-from p8core import OriginError, OriginRequest, OriginResponse
+from p8core import BufferedResponse, OriginError, OriginRequest, OriginResponse
 
 from .base import Socket, ZmqConnector, log
 from .packets import (
@@ -57,23 +56,6 @@ class _Waiter:
         if not self.arrived.is_set():
             self.error = reason
             self.arrived.set()
-
-
-class ReqResponse(OriginResponse):
-    """A req-mode reply: the whole response, already in memory."""
-
-    def __init__(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
-                 body: bytes) -> None:
-        self.status, self.reason, self.headers = status, reason, headers
-        self.body = body
-        self.content_length = len(body)
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        if self.body:
-            yield self.body
-
-    async def aclose(self) -> None:
-        return None
 
 
 class ReqConnector(ZmqConnector):
@@ -132,9 +114,9 @@ class ReqConnector(ZmqConnector):
         if head is None:
             raise self._timed_out()
         if has_no_body(req.method, head.code):
-            return ReqResponse(head.code, head.reason, client_headers(head, None), b"")
-        return ReqResponse(head.code, head.reason, client_headers(head, len(waiter.body)),
-                           waiter.body)
+            return BufferedResponse(head.code, client_headers(head, None), b"", head.reason)
+        return BufferedResponse(head.code, client_headers(head, len(waiter.body)),
+                                waiter.body, head.reason)
 
     async def _receive_loop(self) -> None:
         dealer = self._dealer
