@@ -116,8 +116,16 @@ class ForgetLastId:
     channels: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Tell the operator why the exchange is going wrong (a bad next link, a filter
+    error): logged as a warning with the mode, the client and the route."""
+
+    problem: str
+
+
 Action = (SendHead | SendBody | ArmTimer | CancelTimer | Subscribe | Unsubscribe | Finish
-          | Retry | Fetch | ForgetLastId)
+          | Retry | Fetch | ForgetLastId | Report)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from ..hold import (
     Finish,
     ForgetLastId,
     HoldMode,
+    Report,
     Retry,
     SendBody,
     SendHead,
@@ -148,6 +149,9 @@ class HeldExchange:
             elif isinstance(action, ForgetLastId):
                 for channel in action.channels:
                     self.app.hub.forget_last_id(channel)
+            elif isinstance(action, Report):
+                log.warning("hold_problem", mode=self.mode.name, problem=action.problem,
+                            peer=conn.peer, route=self.mode.hold.route.route_id)
             elif isinstance(action, Subscribe):
                 self._subscribe(action.channels)
             elif isinstance(action, Unsubscribe):
