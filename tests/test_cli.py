@@ -55,12 +55,16 @@ CONFIG_ERRORS = {
 }
 
 
+RUN_TOO = {"unknown_key", "not_installed", "route_unknown_scheme"}
+
+
 @pytest.mark.parametrize("kind", sorted(CONFIG_ERRORS))
 def test_config_error_is_one_line_naming_file_and_key(kind: str, tmp_path: Path) -> None:
     text, expected = CONFIG_ERRORS[kind]
     path = tmp_path / "p8.toml"
     path.write_text(text)
-    for command in ("check", "run"):
+    # `run` shares `check`'s loading; a few kinds prove it stops the same way.
+    for command in ("check", "run") if kind in RUN_TOO else ("check",):
         result = p8(command, "--config", str(path))
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
