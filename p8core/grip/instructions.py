@@ -8,8 +8,6 @@ so that a debug route shows the same ``Failed to parse accept instructions: ...`
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,6 +17,7 @@ from types import MappingProxyType
 from typing import TypeVar
 from urllib.parse import urldefrag, urljoin, urlsplit
 
+from p8core.codec.b64 import decode_base64
 from p8core.errors import InstructionError
 
 __all__ = [
@@ -66,8 +65,6 @@ _EQ_OR_SEMI = re.compile(r"[=;]")
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_B64_JUNK = bytes(b for b in range(256) if b not in _B64_ALPHABET)
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 # Removed from the response a GRIP instruction describes: the proxy frames the body itself.
@@ -301,21 +298,6 @@ def _json_int(raw: object) -> int | None:
     return None
 
 
-def _b64decode(raw: bytes) -> bytes:
-    """Base64 decoded as Qt does by default: characters outside the alphabet (padding
-    included) are skipped, and leftover bits are dropped. Never fails."""
-    data = raw.translate(None, _B64_JUNK)
-    extra = len(data) % 4
-    if extra == 1:
-        data = data[:-1]
-    elif extra:
-        data += b"=" * (4 - extra)
-    try:
-        return base64.b64decode(data)
-    except binascii.Error:  # pragma: no cover - the input is clean by construction
-        return b""
-
-
 def _unescape_cstring(raw: bytes) -> bytes | None:
     r"""Undo ``\\``, ``\r``, ``\n`` and ``\xHH``; another escaped character yields nothing.
 
@@ -527,7 +509,7 @@ def _parse_keep_alive_header(value: bytes) -> KeepAlive | None:
         if content is None:
             raise _fail("failed to parse Grip-Keep-Alive cstring format")
     elif fmt == "base64":
-        content = _b64decode(raw)
+        content = decode_base64(raw)
     else:
         raise _fail(f"no such Grip-Keep-Alive format '{_text(fmt)}'")
     # An empty keep-alive would be an empty body chunk, which chunked framing cannot carry.
@@ -647,7 +629,7 @@ class _Json:
         if "headers" in response:
             self._headers(response["headers"])
         if (body_bin := _member(response, "body-bin", str, "response")) is not None:
-            self.body = _b64decode(body_bin.encode("utf-8"))
+            self.body = decode_base64(body_bin)
         elif (text := _member(response, "body", str, "response")) is not None:
             self.body = text.encode("utf-8")
 
@@ -709,7 +691,7 @@ def _json_channel(raw: object) -> Channel:
 def _json_keep_alive(raw: dict[str, object]) -> KeepAlive | None:
     data = b""
     if (content_bin := _member(raw, "content-bin", str, "keep-alive")) is not None:
-        data = _b64decode(content_bin.encode("utf-8"))
+        data = decode_base64(content_bin)
     elif (content := _member(raw, "content", str, "keep-alive")) is not None:
         data = content.encode("utf-8")
     timeout = DEFAULT_KEEP_ALIVE_TIMEOUT

@@ -35,10 +35,16 @@ from p8core import (
     Subscribe,
     Unsubscribe,
 )
+from p8core.grip.filters import (
+    FilterError,
+    agrees,
+    content_filters,
+    filter_message,
+    filter_response,
+)
 from p8core.grip.instructions import Channel, is_grip_response, parse_instruct
 from p8core.hold import Fetched, ForgetLastId
 
-from .filters import FilterError, content_filters, filter_message, filter_response
 from .format import StreamMessage
 from .keepalive import KEEP_ALIVE_TIMER, KeepAliveTimer
 from .nextlink import LINK_TIMER, RETRY_TIMER, NextLinkState
@@ -267,10 +273,10 @@ class StreamHold(HoldMode):
             return [ForgetLastId((channel,)), *self._fetch()]
         content: bytes | None = message.content
         if sub.filters or message.content_filters:
-            wanted = message.content_filters
-            if wanted is not None and wanted != sub.content_filters:
+            listed = message.content_filters
+            if listed is not None and not agrees(listed, sub.content_filters):
                 return self._fail(f"content filter mismatch: subscription="
-                                  f"{','.join(sub.content_filters)} message={','.join(wanted)}")
+                                  f"{','.join(sub.content_filters)} message={','.join(listed)}")
             try:
                 content = filter_message(sub.filters, message.content, self.meta, item.meta,
                                          self._all_prev_ids())

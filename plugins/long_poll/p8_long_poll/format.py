@@ -7,14 +7,21 @@ response cannot carry), its messages are worded like Pushpin's.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from p8core import PublishError, PublishFormat
 from p8core.grip.instructions import status_reason
+from p8core.pubsub.fields import (
+    as_bytes,
+    as_text,
+    filter_names,
+    from_base64,
+    tnetstring_input,
+    to_bytes,
+    wrong_type,
+)
 
 from .jsonpatch import JsonPatchError, Patch, compile_patch
 
@@ -35,8 +42,6 @@ _FIELD_VALUE = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
 _REASON = re.compile(rb"(?:[ \t]|[^\x00\s])*")
 _INT = re.compile(r"[+-]?[0-9]{1,10}")
 _INT_MAX = 2**31 - 1
-_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_B64_JUNK = bytes(b for b in range(256) if b not in _B64_ALPHABET)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +79,7 @@ class HttpResponseFormat(PublishFormat):
 
         :raises PublishError: Pushpin's message; an empty one for an unknown ``action``.
         """
-        tnetstring = any(isinstance(v, bytes) for v in raw.values())
+        tnetstring = tnetstring_input(raw)
         action = _string(raw, "action", where)
         if action is None or action == "send":
             action = "send"
@@ -98,20 +103,14 @@ def _body(raw: Mapping[str, object], where: str,
     body_bin = raw.get("body-bin")
     # tnetstring inputs carry raw bodies and have no body-bin (publishing.md §1.1).
     if body_bin is not None and not isinstance(body_bin, bytes):
-        if not isinstance(body_bin, str):
-            raise PublishError(f"{where} contains 'body-bin' with wrong type")
-        return _b64decode(body_bin.encode("utf-8")), False, None
+        return from_base64(body_bin, "body-bin", where), False, None
     body = raw.get("body")
     if body is not None:
-        if isinstance(body, str):
-            return body.encode("utf-8"), False, None
-        if isinstance(body, bytes):
-            return body, False, None
-        raise PublishError(f"{where} contains 'body' with wrong type")
+        return as_bytes(body, "body", where), False, None
     body_patch = raw.get("body-patch")
     if body_patch is not None:
         if not isinstance(body_patch, list):
-            raise PublishError(f"{where} contains 'body-patch' with wrong type")
+            raise wrong_type(where, "body-patch")
         try:
             return b"", True, compile_patch(_texts(body_patch))
         except (JsonPatchError, RecursionError):
@@ -126,11 +125,7 @@ def _body(raw: Mapping[str, object], where: str,
 def _string(raw: Mapping[str, object], key: str, where: str) -> str | None:
     """An optional string member (``bytes`` from tnetstring inputs decoded as UTF-8)."""
     value = raw.get(key)
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    raise PublishError(f"{where} contains '{key}' with wrong type")
+    return None if value is None else as_text(value, key, where, "replace")
 
 
 def _code(value: object, where: str) -> int:
@@ -144,7 +139,7 @@ def _code(value: object, where: str) -> int:
         return 200
     code: int
     if isinstance(value, bool):
-        raise PublishError(f"{where} contains 'code' with wrong type")
+        raise wrong_type(where, "code")
     if isinstance(value, int):
         code = value
     elif isinstance(value, float) and value.is_integer():
@@ -156,7 +151,7 @@ def _code(value: object, where: str) -> int:
         if not -_INT_MAX - 1 <= code <= _INT_MAX:
             code = 0
     else:
-        raise PublishError(f"{where} contains 'code' with wrong type")
+        raise wrong_type(where, "code")
     if not 200 <= code <= 999:
         raise PublishError(f"{where} contains 'code' with invalid value")
     return code
@@ -170,14 +165,6 @@ def _reason(raw: Mapping[str, object], code: int, where: str) -> bytes:
     if not _REASON.fullmatch(encoded):
         raise PublishError(f"{where} contains 'reason' with invalid value")
     return encoded
-
-
-def _header_text(value: object) -> bytes | None:
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, bytes):
-        return value
-    return None
 
 
 def _headers(value: object, where: str) -> list[Header]:
@@ -195,21 +182,21 @@ def _headers(value: object, where: str) -> list[Header]:
                 raise PublishError("headers contains element with wrong type")
             if len(element) != 2:
                 raise PublishError("headers contains list with wrong number of elements")
-            name = _header_text(element[0])
+            name = to_bytes(element[0])
             if name is None:
                 raise PublishError("header contains name element with wrong type")
-            val = _header_text(element[1])
+            val = to_bytes(element[1])
             if val is None:
                 raise PublishError("header contains value element with wrong type")
             pairs.append((name, val))
     elif isinstance(value, dict):
         for key in sorted(value):
-            val = _header_text(value[key])
+            val = to_bytes(value[key])
             if val is None:
                 raise PublishError(f"headers contains '{key}' with wrong type")
             pairs.append((key.encode("utf-8"), val))
     else:
-        raise PublishError(f"{where} contains 'headers' with wrong type")
+        raise wrong_type(where, "headers")
     out: list[Header] = []
     for name, val in pairs:
         # Checked here, so that a header no HTTP/1.1 response can carry is the publisher's
@@ -226,18 +213,7 @@ def _headers(value: object, where: str) -> list[Header]:
 
 def _content_filters(raw: Mapping[str, object], where: str) -> tuple[str, ...] | None:
     value = raw.get("content-filters")
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise PublishError(f"{where} contains 'content-filters' with wrong type")
-    out: list[str] = []
-    for name in value:
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", "replace")
-        if not isinstance(name, str):
-            raise PublishError(f"{where} contains 'content-filters' with wrong type")
-        out.append(name)
-    return tuple(out)
+    return None if value is None else filter_names(value, where, errors="replace")
 
 
 def _texts(value: object) -> object:
@@ -250,18 +226,3 @@ def _texts(value: object) -> object:
     if isinstance(value, dict):
         return {k: _texts(v) for k, v in value.items()}
     return value
-
-
-def _b64decode(raw: bytes) -> bytes:
-    """Base64 decoded as Qt does by default: characters outside the alphabet (padding
-    included) are skipped and leftover bits dropped. Never fails."""
-    data = raw.translate(None, _B64_JUNK)
-    extra = len(data) % 4
-    if extra == 1:
-        data = data[:-1]
-    elif extra:
-        data += b"=" * (4 - extra)
-    try:
-        return base64.b64decode(data)
-    except binascii.Error:  # pragma: no cover - the input is clean by construction
-        return b""

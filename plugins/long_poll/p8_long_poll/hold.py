@@ -10,10 +10,11 @@ instead (a retry), whose new answer decides what the client gets.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from p8core import HoldMode, PublishItem
+from p8core.grip.filters import FilterError, agrees, content_filters, delivers, filter_content
 from p8core.grip.instructions import grip_last_headers
 from p8core.hold import (
     Action,
@@ -26,7 +27,6 @@ from p8core.hold import (
     SendHead,
 )
 
-from .filters import FilterError, apply_content_filters, content_filters, delivery_allowed
 from .format import FORMAT, HttpResponse
 from .jsonpatch import patch_body
 
@@ -108,9 +108,10 @@ class ResponseHold(HoldMode):
             self.prev_ids[channel] = item.id
         filters = self.filters[channel]
         meta = self.hold.instruct.meta
-        if not delivery_allowed(filters, meta, item.meta, self.prev_ids):
+        if not delivers(filters, meta, item.meta, self.prev_ids):
             return ()
-        return self._deliver(resp, filters)
+        # build-id renders the ids the hold had before this item.
+        return self._deliver(resp, filters, {**self.prev_ids, channel: expected})
 
     def on_timer(self, key: str) -> Sequence[Action]:
         """The timeout passed: send the stored timeout response."""
@@ -136,18 +137,20 @@ class ResponseHold(HoldMode):
 
     # ---- answers ------------------------------------------------------------------------
 
-    def _deliver(self, resp: HttpResponse, filters: tuple[str, ...]) -> Sequence[Action]:
-        """Build the client's response from the item and the stored response (§5.1)."""
+    def _deliver(self, resp: HttpResponse, filters: tuple[str, ...],
+                 prev_ids: Mapping[str, str | None]) -> Sequence[Action]:
+        """Build the client's response from the item and the stored response (§5.1),
+        through the subscription's content filters (grip.md §8)."""
         instruct = self.hold.instruct
-        wanted = content_filters(filters)
-        if resp.content_filters is not None and resp.content_filters != wanted:
+        listed = resp.content_filters
+        if listed is not None and not agrees(listed, filters):
             # grip.md §8: the content was prepared for other filters than the
             # subscription's; sending it as is could be wrong.
             return self._respond(500, b"Internal Server Error", _TEXT,
-                                 _mismatch(wanted, resp.content_filters))
+                                 _mismatch(content_filters(filters), listed))
         body = patch_body(instruct.body, resp.patch) if resp.patched else resp.body
         try:
-            body = apply_content_filters(filters, body, instruct.meta)
+            body = filter_content(filters, body, instruct.meta, prev_ids)
         except FilterError as e:
             return self._respond(500, b"Internal Server Error", _TEXT, f"{e}\n".encode())
         # Start from the stored headers, drop every name the item sets, add the item's.

@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
-from p8_long_poll.filters import FilterError, delivery_allowed, var_subst
 from p8_long_poll.format import HttpResponseFormat
 from p8_long_poll.hold import TIMEOUT, ResponseHold
 
@@ -222,30 +221,6 @@ def test_grip_last_quotes_ids_that_need_it() -> None:
 
 # ---- filters (grip.md §8) ----------------------------------------------------------------
 
-def test_delivery_filters() -> None:
-    alice = {"user": "alice"}
-    assert not delivery_allowed(["skip-self"], alice, {"sender": "alice"}, ["c"])
-    assert delivery_allowed(["skip-self"], alice, {"sender": "bob"}, ["c"])
-    assert delivery_allowed(["skip-self"], {}, {"sender": ""}, ["c"])
-    assert not delivery_allowed(["skip-users"], alice, {"skip_users": "bob, alice"}, ["c"])
-    assert delivery_allowed(["skip-users"], alice, {"skip_users": "bob,alicia"}, ["c"])
-    assert delivery_allowed(["skip-users"], {}, {"skip_users": ""}, ["c"])
-    assert not delivery_allowed(["require-sub"], {}, {"require_sub": "d"}, ["c"])
-    assert delivery_allowed(["require-sub"], {}, {"require_sub": "c"}, ["c"])
-    assert delivery_allowed(["require-sub"], {}, {}, ["c"])
-    assert delivery_allowed([], alice, {"sender": "alice"}, ["c"])
-    assert delivery_allowed(["no-such-filter"], alice, {"sender": "alice"}, ["c"])
-
-
-def test_var_subst() -> None:
-    meta = {"greet": "hi", "user": "alice"}
-    assert var_subst(b"%(greet)s %(user)s 100%%", meta) == b"hi alice 100%"
-    assert var_subst(b"no directives", meta) == b"no directives"
-    for bad in (b"%(nobody)s", b"%d", b"50%", b"%(greet)", b"%(greet)x"):
-        with pytest.raises(FilterError):
-            var_subst(bad, meta)
-
-
 def test_var_subst_applies_to_the_body_with_the_subscriptions_meta() -> None:
     mode = make_hold(Channel("c", None, ("var-subst",)), meta={"user": "alice"})
     mode.start()
@@ -257,7 +232,21 @@ def test_a_filter_error_answers_500() -> None:
     mode.start()
     head, body, _ = mode.on_item(item(body="%(user)s"))
     assert isinstance(head, SendHead) and head.status == 500
-    assert body == SendBody(b"var-subst: unknown variable 'user'\n")
+    assert body == SendBody(b"No such variable 'user' at position 7\n")
+
+
+def test_build_id_renders_the_ids_before_the_item() -> None:
+    mode = make_hold(Channel("c", "7", ("build-id",)), Channel("d", "2"),
+                     meta={"id_format": "%(c)s.%(d)s"})
+    mode.start()
+    got = mode.on_item(item(id="8", prev_id="7", body="id=%I %(x)I",
+                            **{"content-filters": ["build-id"]}))
+    assert list(got)[1] == SendBody(b"id=7.2 x")
+    broken = make_hold(Channel("c", None, ("build-id",)))
+    broken.start()
+    head, body, _ = broken.on_item(item(body="%I"))
+    assert isinstance(head, SendHead) and head.status == 500
+    assert body == SendBody(b"no sub meta 'id_format'\n")
 
 
 def test_content_filters_must_agree_with_the_subscriptions() -> None:

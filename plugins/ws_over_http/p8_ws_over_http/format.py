@@ -8,8 +8,6 @@ the message itself.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, final
@@ -17,6 +15,7 @@ from typing import Final, final
 from wsproto.frame_protocol import FrameProtocol
 
 from p8core import PublishError, PublishFormat
+from p8core.pubsub.fields import as_bytes, as_text, filter_names, from_base64, text, wrong_type
 
 from .control import MESSAGE_TYPES
 
@@ -59,16 +58,6 @@ def frame_message(kind: str, content: bytes) -> bytes:
     return bytes(proto.pong(content))
 
 
-def _text(value: object) -> object:
-    """tnetstring inputs give ``bytes`` where JSON gives ``str``."""
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return value
-    return value
-
-
 class WsMessageFormat(PublishFormat):
     """Format ``ws-message``: ``content``/``content-bin``, ``type``, ``action``, ``code``,
     ``reason``, ``content-filters``. Messages are Pushpin's, word for word."""
@@ -76,11 +65,12 @@ class WsMessageFormat(PublishFormat):
     name = "ws-message"
 
     def parse(self, raw: Mapping[str, object], where: str) -> WsMessage:
-        action = _text(raw.get("action", "send"))
-        if action not in ACTIONS:
+        action = text(raw.get("action", "send"))
+        if action is None or action not in ACTIONS:
             raise PublishError("")
-        assert isinstance(action, str)
-        filters = self._content_filters(raw, where)
+        filters: tuple[str, ...] | None = None
+        if "content-filters" in raw:
+            filters = filter_names(raw["content-filters"], where)
         if action == "close":
             return WsMessage("close", code=self._code(raw, where),
                              reason=self._reason(raw, where), content_filters=filters)
@@ -92,25 +82,16 @@ class WsMessageFormat(PublishFormat):
         if "content-bin" in raw:
             value = raw["content-bin"]
             if isinstance(value, bytes):
-                content = value
-            elif isinstance(value, str):
-                content = _b64decode(value)
+                content = value  # a tnetstring input gives the binary content itself
             else:
-                raise PublishError(f"{where} contains 'content-bin' with wrong type")
+                content = from_base64(value, "content-bin", where)
             default_kind = "binary"
         elif "content" in raw:
-            value = raw["content"]
-            if isinstance(value, str):
-                content = value.encode()
-            elif isinstance(value, bytes):
-                content = value
-            else:
-                raise PublishError(f"{where} contains 'content' with wrong type")
+            content = as_bytes(raw["content"], "content", where)
 
-        kind = _text(raw.get("type", default_kind))
-        if kind not in MESSAGE_TYPES:
+        kind = text(raw.get("type", default_kind))
+        if kind is None or kind not in MESSAGE_TYPES:
             raise PublishError(f"{where} contains 'type' with unknown value")
-        assert isinstance(kind, str)
         if content is None:
             if kind in ("text", "binary"):
                 raise PublishError(f"{where} does not contain 'content' or 'content-bin'")
@@ -128,41 +109,11 @@ class WsMessageFormat(PublishFormat):
         if isinstance(code, bytes) and code.isdigit():
             code = int(code)
         if isinstance(code, bool) or not isinstance(code, int):
-            raise PublishError(f"{where} contains 'code' with wrong type")
+            raise wrong_type(where, "code")
         if not 1000 <= code <= 4999 or code in _UNSENDABLE_CODES:
             raise PublishError(f"{where} contains 'code' with invalid value")
         return code
 
     @staticmethod
     def _reason(raw: Mapping[str, object], where: str) -> str:
-        reason = _text(raw.get("reason", ""))
-        if not isinstance(reason, str):
-            raise PublishError(f"{where} contains 'reason' with wrong type")
-        return reason
-
-    @staticmethod
-    def _content_filters(raw: Mapping[str, object], where: str) -> tuple[str, ...] | None:
-        if "content-filters" not in raw:
-            return None
-        value = raw["content-filters"]
-        if not isinstance(value, list):
-            raise PublishError(f"{where} contains 'content-filters' with wrong type")
-        names = [_text(v) for v in value]
-        if not all(isinstance(n, str) for n in names):
-            raise PublishError(f"{where} contains 'content-filters' with wrong type")
-        return tuple(str(n) for n in names)
-
-
-_B64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_B64_SKIP: Final = bytes(b for b in range(256) if b not in _B64_ALPHABET)
-
-
-def _b64decode(text: str) -> bytes:
-    """Base64 read leniently, as Pushpin does: other characters (padding too) are skipped
-    and leftover bits dropped."""
-    data = text.encode("latin-1", "replace").translate(None, _B64_SKIP)
-    data = data[:len(data) - len(data) % 4 if len(data) % 4 == 1 else len(data)]
-    try:
-        return base64.b64decode(data + b"=" * (-len(data) % 4))
-    except binascii.Error:  # pragma: no cover - the alphabet was checked above
-        return b""
+        return as_text(raw.get("reason", ""), "reason", where)

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, final
 
+from p8core.grip.filters import FilterError, agrees, content_filters, delivers, filter_content
+
 from .control import (
     CONTROL_PREFIX,
     ControlError,
@@ -462,21 +464,20 @@ class Session:
         """An item published to ``channel`` (with publish ``meta``) in format ws-message."""
         if self._client is not _Client.OPEN:
             return []
-        filters = self.channels.get(channel)
+        filters = self.channels.get(channel, ())
         if msg.action == "send" and not filters and not msg.content_filters:
             return self._to_client(msg.kind, msg.content, msg.frame)  # the common case
-        if filters and not self._passes(filters, meta):
+        if filters and not delivers(filters, self.subscription_meta, meta, self.channels):
             return []
         if msg.action == "send":
             data = msg.content
             frame: bytes | None = msg.frame
-            wanted = tuple(f for f in filters or () if f in _CONTENT_FILTERS)
-            if msg.content_filters is not None and msg.content_filters != wanted:
+            if not agrees(msg.content_filters, filters):
                 return [Note("publish_skipped", "content filters differ")]
-            if wanted:
+            if content_filters(filters):
                 try:
-                    data = _var_subst(data, self.subscription_meta)
-                except ValueError as e:
+                    data = filter_content(filters, data, self.subscription_meta)
+                except FilterError as e:
                     return [Note("publish_skipped", f"filter error: {e}")]
                 frame = None
             return self._to_client(msg.kind, data, frame)
@@ -765,54 +766,6 @@ class Session:
             return [Note("subscription_refused", f"{channel}: over the limit", warning=True)]
         self.channels[channel] = filters
         return [Join(channel)]
-
-    def _passes(self, filters: tuple[str, ...], meta: Mapping[str, str]) -> bool:
-        """The delivery filters of ``grip.md`` §8."""
-        user = self.subscription_meta.get("user", "")
-        for name in filters:
-            if name == "skip-self":
-                if user and user == meta.get("sender"):
-                    return False
-            elif name == "skip-users":
-                skip = {u.strip() for u in meta.get("skip_users", "").split(",")}
-                if user and user in skip:
-                    return False
-            elif name == "require-sub" and meta.get("require_sub") not in self.channels:
-                return False
-        return True
-
-
-_CONTENT_FILTERS: Final = frozenset({"var-subst"})
-
-
-def _var_subst(data: bytes, meta: Mapping[str, str]) -> bytes:
-    """``%(name)s`` becomes subscription meta ``name``; ``%%`` becomes ``%``.
-
-    :raises ValueError: an unknown variable or another directive.
-    """
-    out = bytearray()
-    i, n = 0, len(data)
-    while i < n:
-        at = data.find(b"%", i)
-        if at < 0:
-            out += data[i:]
-            break
-        out += data[i:at]
-        if data[at + 1:at + 2] == b"%":
-            out += b"%"
-            i = at + 2
-            continue
-        if data[at + 1:at + 2] != b"(":
-            raise ValueError("unknown directive")
-        end = data.find(b")s", at)
-        if end < 0:
-            raise ValueError("unterminated variable")
-        name = data[at + 2:end].decode("utf-8", "replace")
-        if name not in meta:
-            raise ValueError(f"unknown variable {name!r}")
-        out += meta[name].encode()
-        i = end + 2
-    return bytes(out)
 
 
 def _content_type(resp: BackendResponse) -> bytes | None:

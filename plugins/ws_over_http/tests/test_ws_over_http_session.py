@@ -478,6 +478,21 @@ def test_var_subst_fills_in_subscription_meta() -> None:
     assert not sent(session.on_publish("a", {}, mismatch))  # type: ignore[arg-type]
 
 
+def test_build_id_and_the_content_filter_agreement() -> None:
+    session, _ = opened(
+        control('{"type": "subscribe", "channel": "a", "filters": ["build-id", "skip-self"]}'),
+        control('{"type": "set-meta", "name": "id_format", "value": "x"}'))
+    given = message(content="id %(7)I", **{"content-filters": ["build-id"]})
+    assert sent(session.on_publish("a", {}, given)) == [("text", b"id 7")]  # type: ignore[arg-type]
+    no_ids = message(content="%I")
+    assert session.on_publish("a", {}, no_ids) == [  # type: ignore[arg-type]
+        Note("publish_skipped", "filter error: No ID specified and no default ID in context "
+                                "at position 1")]
+    other = message(content="x", **{"content-filters": ["var-subst"]})
+    assert session.on_publish("a", {}, other) == [  # type: ignore[arg-type]
+        Note("publish_skipped", "content filters differ")]
+
+
 def test_keep_alive_control_message_sends_while_idle() -> None:
     session, actions = opened(
         control('{"type": "keep-alive", "content": "KA!", "timeout": 2}'))

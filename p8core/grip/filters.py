@@ -1,10 +1,13 @@
-"""Subscription filters (grip.md §8), sans-I/O.
+"""Subscription filters (grip.md §8), sans-I/O, for every hold mode and transport.
 
-A channel's ``filter=`` names are run in order on each item for it. *Delivery* filters
-(``skip-self``, ``skip-users``, ``require-sub``) may drop the item; *content* filters
-(``var-subst``, ``build-id``) rewrite its content. ``build-id`` also rewrites the body of
-the initial response and of each next-link response. Unknown names are ignored, as
-Pushpin 1.36 does.
+A channel's filter names are run on each item for it. *Delivery* filters (``skip-self``,
+``skip-users``, ``require-sub``) may drop the item; *content* filters (``var-subst``,
+``build-id``) rewrite its content. ``build-id`` also rewrites the body of the initial
+response and of each next-link response. Unknown names are ignored, as Pushpin 1.36 does.
+
+An item that lists the content filters it was prepared for (``content-filters``) must list
+exactly the subscription's, in order (:func:`agrees`); what a disagreement does is up to
+the caller.
 
 The ``%`` directive syntax shared by ``var-subst`` and ``build-id`` is Pushpin's: ``%%``
 is ``%``, ``%X`` and ``%(arg)X`` name directive ``X`` (a letter, or any character after a
@@ -14,7 +17,8 @@ the byte position, e.g. ``No such variable 'x' at position 9``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from types import MappingProxyType
 from typing import Final
 
 __all__ = [
@@ -22,14 +26,18 @@ __all__ = [
     "DELIVERY_FILTERS",
     "RESPONSE_FILTERS",
     "FilterError",
+    "agrees",
     "build_id",
     "content_filters",
+    "delivers",
+    "filter_content",
     "filter_message",
     "filter_response",
     "render",
     "var_subst",
 ]
 
+#: Filters that may drop an item.
 DELIVERY_FILTERS: Final = frozenset({"skip-self", "skip-users", "require-sub"})
 #: Filters that change a published item's content; ``content-filters`` lists these.
 CONTENT_FILTERS: Final = frozenset({"var-subst", "build-id"})
@@ -41,8 +49,10 @@ _OPEN: Final = 0x28
 _CLOSE: Final = 0x29
 _BACKSLASH: Final = 0x5C
 
+_NO_IDS: Final[Mapping[str, str | None]] = MappingProxyType({})
 
-class FilterError(Exception):
+
+class FilterError(ValueError):
     """A content filter could not run; the message says why (Pushpin's words)."""
 
 
@@ -182,8 +192,16 @@ def content_filters(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(name for name in names if name in CONTENT_FILTERS)
 
 
+def agrees(listed: Sequence[str] | None, names: Sequence[str]) -> bool:
+    """The content-filter agreement rule: an item's ``content-filters`` (``listed``, ``None``
+    when the item lists none) must equal the content filters among the subscription's
+    ``names`` (its filters, or only their :func:`content_filters`), in order. An item that
+    lists none agrees with any subscription."""
+    return listed is None or tuple(listed) == content_filters(names)
+
+
 def _delivers(name: str, meta: Mapping[str, str], publish_meta: Mapping[str, str],
-              channels: Mapping[str, object]) -> bool:
+              subscribed: Collection[str]) -> bool:
     user = meta.get("user", "")
     if name == "skip-self":
         return not (user and user == publish_meta.get("sender", ""))
@@ -191,13 +209,49 @@ def _delivers(name: str, meta: Mapping[str, str], publish_meta: Mapping[str, str
         skip = {part.strip() for part in publish_meta.get("skip_users", "").split(",")}
         return not (user and user in skip)
     required = publish_meta.get("require_sub", "")
-    return not required or required in channels
+    return not required or required in subscribed
+
+
+def delivers(names: Sequence[str], meta: Mapping[str, str], publish_meta: Mapping[str, str],
+             subscribed: Collection[str]) -> bool:
+    """Whether an item passes every delivery filter among ``names``.
+
+    :param meta: the subscription's meta (``Grip-Set-Meta``, WebSocket ``set-meta``).
+    :param publish_meta: the item's ``meta``.
+    :param subscribed: every channel the connection is subscribed to.
+    """
+    return all(_delivers(name, meta, publish_meta, subscribed)
+               for name in names if name in DELIVERY_FILTERS)
+
+
+def _content(name: str, content: bytes, meta: Mapping[str, str],
+             prev_ids: Mapping[str, str | None]) -> bytes:
+    if name == "var-subst":
+        return var_subst(content, meta)
+    if name == "build-id":
+        return build_id(content, meta, prev_ids)
+    return content
+
+
+def filter_content(names: Sequence[str], content: bytes, meta: Mapping[str, str],
+                   prev_ids: Mapping[str, str | None] = _NO_IDS) -> bytes:
+    """Run the content filters among ``names``, in order, on a published item's content.
+
+    :param meta: the subscription's meta.
+    :param prev_ids: the connection's channels and their prev-ids, for ``build-id``
+        (none for a connection without prev-ids).
+    :raises FilterError: a filter failed; nothing should be sent.
+    """
+    for name in names:
+        content = _content(name, content, meta, prev_ids)
+    return content
 
 
 def filter_message(names: Sequence[str], content: bytes, meta: Mapping[str, str],
                    publish_meta: Mapping[str, str],
                    prev_ids: Mapping[str, str | None]) -> bytes | None:
-    """Run a subscription's filters, in order, on one published item.
+    """Run a subscription's filters, delivery and content alike, in their order, on one
+    published item: a drop stops the run, and so does a failing content filter.
 
     :param meta: the subscription's meta (``Grip-Set-Meta``).
     :param publish_meta: the item's ``meta``.
@@ -209,10 +263,8 @@ def filter_message(names: Sequence[str], content: bytes, meta: Mapping[str, str]
         if name in DELIVERY_FILTERS:
             if not _delivers(name, meta, publish_meta, prev_ids):
                 return None
-        elif name == "var-subst":
-            content = var_subst(content, meta)
-        elif name == "build-id":
-            content = build_id(content, meta, prev_ids)
+        else:
+            content = _content(name, content, meta, prev_ids)
     return content
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from p8_http_stream.filters import (
+
+from p8core.grip.filters import (
     FilterError,
+    agrees,
     build_id,
     content_filters,
+    delivers,
+    filter_content,
     filter_message,
     filter_response,
     render,
@@ -27,6 +31,7 @@ def test_var_subst() -> None:
 
 @pytest.mark.parametrize(("content", "message"), [
     (b"hi %(who)s", "No such variable 'who' at position 9"),
+    (b"%(greet)", "Expected directive after ')' at position 7"),
     (b"%d", "Unknown directive 'd' at position 1"),
     (b"%s", "Directive 's' requires argument at position 1"),
     (b"%(user)x", "Unknown directive 'x' at position 7"),
@@ -84,6 +89,48 @@ def test_delivery_filters() -> None:
     assert not delivered(["require-sub"], {}, {"require_sub": "c"})
     assert delivered(["require-sub"], {}, {})
     assert delivered(["unknown-filter"], {"user": "u"}, {"sender": "u"})
+
+
+def test_delivers() -> None:
+    alice = {"user": "alice"}
+    assert not delivers(["skip-self"], alice, {"sender": "alice"}, ["c"])
+    assert delivers(["skip-self"], alice, {"sender": "bob"}, ["c"])
+    assert delivers(["skip-self"], {}, {"sender": ""}, ["c"])
+    assert not delivers(["skip-users"], alice, {"skip_users": "bob, alice"}, ["c"])
+    assert delivers(["skip-users"], alice, {"skip_users": "bob,alicia"}, ["c"])
+    assert delivers(["skip-users"], {}, {"skip_users": ""}, ["c"])
+    assert not delivers(["require-sub"], {}, {"require_sub": "d"}, ["c"])
+    assert delivers(["require-sub"], {}, {"require_sub": "c"}, {"c": None})
+    assert delivers(["require-sub"], {}, {}, ["c"]), "no channel named: nothing required"
+    assert delivers([], alice, {"sender": "alice"}, ["c"])
+    assert delivers(["no-such-filter"], alice, {"sender": "alice"}, ["c"])
+    assert not delivers(["var-subst", "skip-users", "skip-self"], alice, {"sender": "alice"},
+                        ["c"]), "every delivery filter counts"
+
+
+def test_filter_content_runs_only_the_content_filters_in_order() -> None:
+    meta = {"user": "u", "id_format": "%(a)s"}
+    assert filter_content(["skip-self", "var-subst", "build-id"], b"%(user)s %%I", meta,
+                          {"a": "9"}) == b"u 9"
+    assert filter_content(["build-id", "var-subst"], b"%%(user)s", meta) == b"u", (
+        "build-id makes %(user)s of %%(user)s, which var-subst then fills in")
+    assert filter_content(["skip-self", "x"], b"%(nothing)s", meta) == b"%(nothing)s"
+    with pytest.raises(FilterError, match=r"^No ID specified and no default ID in context"):
+        filter_content(["build-id"], b"%I", meta)
+    assert filter_content(["build-id"], b"%(given)I", meta) == b"given"
+
+
+def test_the_agreement_rule() -> None:
+    assert agrees(None, ["var-subst"]), "an item that lists none agrees with any"
+    assert agrees(None, [])
+    assert agrees((), ["skip-self"])
+    assert agrees(("var-subst", "build-id"), ["var-subst", "skip-self", "build-id"])
+    assert agrees(["var-subst"], ("var-subst",)), "the content filters themselves will do"
+    assert not agrees(("build-id", "var-subst"), ["var-subst", "build-id"]), "order counts"
+    assert not agrees((), ["var-subst"])
+    assert not agrees(("var-subst",), [])
+    assert not agrees(("var-subst", "var-subst"), ["var-subst"])
+    assert not agrees(("skip-self",), ["skip-self"]), "only content filters are listed"
 
 
 def test_filters_run_in_order_and_a_drop_stops_them() -> None:
