@@ -43,7 +43,7 @@ from p8core.grip.filters import (
     filter_response,
 )
 from p8core.grip.instructions import Channel, is_grip_response, parse_instruct
-from p8core.hold import Fetched, ForgetLastId
+from p8core.hold import Fetched, ForgetLastId, Report
 
 from .format import StreamMessage
 from .keepalive import KEEP_ALIVE_TIMER, KeepAliveTimer
@@ -187,7 +187,7 @@ class StreamHold(HoldMode):
         return out
 
     def on_update(self) -> Sequence[Action]:
-        return self._fetch() if not self.ended else ()
+        return self._fetch(urgent=False) if not self.ended else ()
 
     def on_close(self) -> None:
         self.ended = True
@@ -236,7 +236,7 @@ class StreamHold(HoldMode):
                            and last_ids.get(name) not in (None, sub.prev_id))
             if behind:
                 out.append(ForgetLastId(behind))
-                out += self._fetch()
+                out += self._fetch(urgent=False)
         else:
             out += self._release_queue()
         return out
@@ -270,7 +270,7 @@ class StreamHold(HoldMode):
             return []
         if sub.prev_id is not None and item.prev_id != sub.prev_id:
             # A gap: what the backend sent does not lead to this item (grip.md §7.5).
-            return [ForgetLastId((channel,)), *self._fetch()]
+            return [ForgetLastId((channel,)), *self._fetch(urgent=False)]
         content: bytes | None = message.content
         if sub.filters or message.content_filters:
             listed = message.content_filters
@@ -298,9 +298,10 @@ class StreamHold(HoldMode):
         self.ended = True
         return [Finish()]
 
-    def _fetch(self) -> list[Action]:
-        """Fetch the next link now (if there is one); items wait until it is done."""
-        return self._fetching(self.link.fetch(self._prev_ids()))
+    def _fetch(self, *, urgent: bool = True) -> list[Action]:
+        """Fetch the next link (if there is one); items wait until it is done. Gaps and
+        updates are not ``urgent``: they wait their turn in the proxy's update rate."""
+        return self._fetching(self.link.fetch(self._prev_ids(), urgent=urgent))
 
     def _fetching(self, actions: list[Action]) -> list[Action]:
         if self.link.fetching and self.queue is None:
@@ -348,8 +349,8 @@ class StreamHold(HoldMode):
         self.error = reason
         self.queue = None
         if self.debug or self.hold.route.debug:
-            return [SendBody(f"\n\n{reason}\n".encode()), Finish()]
-        return [Finish()]
+            return [Report(reason), SendBody(f"\n\n{reason}\n".encode()), Finish()]
+        return [Report(reason), Finish()]
 
 
 def configured(config: Config) -> type[StreamHold]:

@@ -77,10 +77,12 @@ class NextLinkState:
             return []
         if channels and all(channel in self.active for channel in channels):
             return self.period()
-        return self.fetch(prev_ids)
+        return self.fetch(prev_ids, urgent=False)
 
-    def fetch(self, prev_ids: Mapping[str, str]) -> list[Action]:
-        """Fetch the link now, sending ``Grip-Last`` for each channel in ``prev_ids``.
+    def fetch(self, prev_ids: Mapping[str, str], *, urgent: bool = True) -> list[Action]:
+        """Fetch the link, sending ``Grip-Last`` for each channel in ``prev_ids``: at once
+        when ``urgent``, else within the proxy's rate for updates (grip.md §7.4): periods,
+        gaps and updates are not urgent; a hint and the next piece of a chain are.
 
         Nothing happens without a link; during a fetch, another one follows it.
         """
@@ -93,7 +95,7 @@ class NextLinkState:
         self.retries = 0
         timing, self.timing = self.timing, False
         cancel: list[Action] = [CancelTimer(LINK_TIMER)] if timing else []
-        return [*cancel, self._request(prev_ids)]
+        return [*cancel, self._request(prev_ids, urgent)]
 
     def retry(self, prev_ids: Mapping[str, str]) -> list[Action]:
         """The retry timer fired: send the request again."""
@@ -121,6 +123,6 @@ class NextLinkState:
         again, self.again = self.again, False
         return again
 
-    def _request(self, prev_ids: Mapping[str, str]) -> Fetch:
+    def _request(self, prev_ids: Mapping[str, str], urgent: bool = True) -> Fetch:
         assert self.link is not None
-        return Fetch(self.link.url, tuple(grip_last_headers(prev_ids)))
+        return Fetch(self.link.url, tuple(grip_last_headers(prev_ids)), urgent)

@@ -15,7 +15,7 @@ from p8_http_stream.nextlink import RETRY_TIMER as RETRY
 from p8core import Finish, Hold, HoldMode, PublishItem, SendBody, SendHead, Subscribe, Unsubscribe
 from p8core.app import App
 from p8core.grip.instructions import parse_instruct
-from p8core.hold import ArmTimer, CancelTimer, Fetch, Fetched, ForgetLastId, HeldRequest
+from p8core.hold import ArmTimer, CancelTimer, Fetch, Fetched, ForgetLastId, HeldRequest, Report
 from p8core.proxy.routes import Route
 
 URL = "http://example.com/stream"
@@ -56,13 +56,16 @@ def answer(*headers: tuple[str, str], body: bytes = b"", status: int = 200) -> F
     return Fetched(status, b"OK", tuple((n.encode(), v.encode()) for n, v in headers), body)
 
 
-def last(channel: str, last_id: str) -> Fetch:
-    return Fetch(URL + "/next", ((b"Grip-Last", f"{channel}; last-id={last_id}".encode()),))
+def last(channel: str, last_id: str, *, urgent: bool = True) -> Fetch:
+    return Fetch(URL + "/next", ((b"Grip-Last", f"{channel}; last-id={last_id}".encode()),),
+                 urgent)
 
 
 HOLD = ("Grip-Hold", "stream")
 LINKED = ("Grip-Link", "</stream/next>; rel=next; timeout=30")
 NEXT = Fetch(URL + "/next")
+NEXT_LOW = Fetch(URL + "/next", urgent=False)
+"""The next link fetched within the proxy's update rate: a period, an update or a gap."""
 
 
 def test_start_writes_the_response_and_waits() -> None:
@@ -133,25 +136,25 @@ def test_next_link_period_fetch_and_skip() -> None:
     mode = stream(HOLD, ("Grip-Channel", "a, b"), LINKED)
     assert mode.start() == [HEAD, ArmTimer(30, LINK)]
     mode.on_item(item("a"))
-    assert mode.on_timer(LINK) == [NEXT], "b was quiet: fetch"
+    assert mode.on_timer(LINK) == [NEXT_LOW], "b was quiet: fetch"
     mode.on_fetched(answer(HOLD, ("Grip-Channel", "a, b"), LINKED))
     mode.on_item(item("a"))
     mode.on_item(item("b"))
     assert mode.on_timer(LINK) == [ArmTimer(30, LINK)], "every channel was live: skip"
-    assert mode.on_timer(LINK) == [NEXT], "the skip lasts one period"
+    assert mode.on_timer(LINK) == [NEXT_LOW], "the skip lasts one period"
 
 
 def test_link_without_channels_is_fetched_every_period() -> None:
     mode = stream(HOLD, ("Grip-Link", "</stream/next>; rel=next; timeout=0"))
     assert mode.start() == [HEAD, ArmTimer(1.0, LINK)], "timeout=0 waits the 1 s minimum"
-    assert mode.on_timer(LINK) == [NEXT]
+    assert mode.on_timer(LINK) == [NEXT_LOW]
 
 
 def test_linked_answer_appends_its_body_and_replaces_the_instructions() -> None:
     mode = stream(HOLD, ("Grip-Channel", "a, b"), LINKED,
                   ("Grip-Keep-Alive", "k; timeout=10"), body=b"first\n")
     assert mode.start() == [HEAD, SendBody(b"first\n"), ArmTimer(9.5, KA), ArmTimer(30, LINK)]
-    assert mode.on_update() == [CancelTimer(LINK), NEXT]
+    assert mode.on_update() == [CancelTimer(LINK), NEXT_LOW]
     linked = answer(HOLD, ("Grip-Channel", "b, c"), ("X-Ignored", "1"),
                     ("Grip-Link", "<third>; rel=next; timeout=5"),
                     ("Grip-Keep-Alive", "k2; timeout=4; mode=interval"), body=b"second\n",
@@ -162,7 +165,7 @@ def test_linked_answer_appends_its_body_and_replaces_the_instructions() -> None:
     assert mode.on_item(item("a", "gone")) == [], "no longer subscribed"
     assert mode.on_item(item("c", "new")) == [SendBody(b"new")]
     assert mode.on_timer(KA) == [SendBody(b"k2"), ArmTimer(3.5, KA)]
-    assert mode.on_timer(LINK) == [Fetch("http://example.com/stream/third")], (
+    assert mode.on_timer(LINK) == [Fetch("http://example.com/stream/third", urgent=False)], (
         "relative links resolve against the link they came from")
 
 
@@ -240,7 +243,8 @@ def test_failed_fetches_are_retried_with_backoff_then_the_stream_ends() -> None:
         delays.append(timer.seconds)
         assert mode.on_timer(RETRY) == [NEXT]
     assert delays == [1.5, 2.5, 4.5, 8.5, 16.5], "1, 2, 4, 8, 16 s plus the jitter"
-    assert mode.on_fetched(answer(status=502, body=b"not written")) == [Finish()]
+    assert mode.on_fetched(answer(status=502, body=b"not written")) == [
+        Report("Failed to retrieve next link."), Finish()]
     assert mode.error == "Failed to retrieve next link."
 
 
@@ -288,7 +292,7 @@ def test_queued_items_are_bounded() -> None:
 def test_an_update_during_a_fetch_fetches_again_after_it() -> None:
     mode = stream(HOLD, ("Grip-Channel", "a"), LINKED)
     mode.start()
-    assert mode.on_update() == [CancelTimer(LINK), NEXT]
+    assert mode.on_update() == [CancelTimer(LINK), NEXT_LOW]
     assert mode.on_update() == []
     assert mode.on_item(item("a", None, action="hint")) == ()
     assert mode.on_fetched(answer(HOLD, ("Grip-Channel", "a"), LINKED)) == [
@@ -303,13 +307,14 @@ def test_items_must_follow_the_prev_id() -> None:
     assert mode.on_item(item("a", "6", id="6", prev_id="5")) == [SendBody(b"6")]
     assert mode.on_item(item("a", "7", id="7", prev_id="6")) == [SendBody(b"7")]
     assert mode.on_item(item("a", "9", id="9", prev_id="8")) == [
-        ForgetLastId(("a",)), CancelTimer(LINK), last("a", "7")], "a gap: ask the backend"
+        ForgetLastId(("a",)), CancelTimer(LINK), last("a", "7", urgent=False)], (
+        "a gap: ask the backend")
     assert mode.on_item(item("a", "10", id="10", prev_id="9")) == (), "waits for the fetch"
     assert mode.on_fetched(answer(HOLD, ("Grip-Channel", "a; prev-id=9"), LINKED,
                                   body=b"8 9")) == [
         SendBody(b"8 9"), ArmTimer(30, LINK), SendBody(b"10")]
     assert mode.on_item(item("a", "no id")) == [
-        ForgetLastId(("a",)), CancelTimer(LINK), last("a", "10")]
+        ForgetLastId(("a",)), CancelTimer(LINK), last("a", "10", urgent=False)]
 
 
 def test_queued_items_that_do_not_follow_the_new_prev_id_are_dropped() -> None:
@@ -329,14 +334,16 @@ def test_a_prev_id_behind_the_hub_fetches_the_link_at_once() -> None:
     mode = stream(HOLD, ("Grip-Channel", "a; prev-id=3, b; prev-id=1, c"), LINKED,
                   last_ids={"a": "5", "b": "1", "c": "9"})
     fetch = Fetch(URL + "/next", ((b"Grip-Last", b"a; last-id=3"),
-                                  (b"Grip-Last", b"b; last-id=1")))
+                                  (b"Grip-Last", b"b; last-id=1")), urgent=False)
     assert mode.start() == [HEAD, ArmTimer(30, LINK), ForgetLastId(("a",)), CancelTimer(LINK),
                             fetch]
 
 
 def test_prev_id_without_a_link_ends_the_stream() -> None:
     mode = stream(HOLD, ("Grip-Channel", "a, b; prev-id=2"), body=b"hello\n")
-    assert mode.start() == [HEAD, SendBody(b"hello\n"), Finish()]
+    assert mode.start() == [
+        HEAD, SendBody(b"hello\n"),
+        Report("channel 'b' specifies prev-id, but no next link found"), Finish()]
     assert mode.error == "channel 'b' specifies prev-id, but no next link found"
     prefixed = stream(HOLD, ("Grip-Channel", "b; prev-id=2"), route=Route(("test",),
                                                                            prefix="pp-"))
@@ -366,18 +373,21 @@ def test_var_subst_and_the_content_filter_agreement() -> None:
     assert mode.on_item(item("a", "%(greet)s %(user)s 100%%")) == [SendBody(b"hi alice 100%")]
     assert mode.on_item(item("a", "%(greet)s", content_filters=["var-subst"])) == [
         SendBody(b"hi")]
-    assert mode.on_item(item("a", "x", content_filters=[])) == [Finish()]
+    assert mode.on_item(item("a", "x", content_filters=[])) == [
+        Report("content filter mismatch: subscription=var-subst message="), Finish()]
     assert mode.error == "content filter mismatch: subscription=var-subst message="
     plain = stream(HOLD, ("Grip-Channel", "a"))
     plain.start()
     assert plain.on_item(item("a", "%(x)s", content_filters=[])) == [SendBody(b"%(x)s")]
-    assert plain.on_item(item("a", "x", content_filters=["var-subst"])) == [Finish()]
+    assert plain.on_item(item("a", "x", content_filters=["var-subst"])) == [
+        Report("content filter mismatch: subscription= message=var-subst"), Finish()]
 
 
 def test_a_filter_error_ends_the_stream() -> None:
     mode = stream(HOLD, ("Grip-Channel", "a; filter=var-subst"), route=Route(("t",), debug=True))
     mode.start()
     assert mode.on_item(item("a", "hi %(who)s")) == [
+        Report("filter error: No such variable 'who' at position 9"),
         SendBody(b"\n\nfilter error: No such variable 'who' at position 9\n"), Finish()]
 
 
@@ -391,7 +401,7 @@ def test_build_id_in_bodies_and_items() -> None:
                    ("Grip-Set-Meta", 'id_format="%(a)s", id_encoding=hex'), body=b"%I")
     assert hexed.start()[1] == SendBody(b"37")
     broken = stream(HOLD, ("Grip-Channel", "a; filter=build-id"), body=b"%I")
-    assert broken.start() == [HEAD, Finish()]
+    assert broken.start() == [HEAD, Report("filter error: no sub meta 'id_format'"), Finish()]
     assert broken.error == "filter error: no sub meta 'id_format'"
 
 
