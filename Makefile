@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -21,11 +21,14 @@ test: setup
 	$(BIN)/python -m pytest -q $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check p8core plugins tests examples
+	$(BIN)/ruff check p8core plugins tests examples bench
 	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python -m bench.run $(ARGS)
+
+bench-quick: setup
+	$(BIN)/python -m bench.run --quick $(ARGS)
 
 clean:
 	rm -rf $(VENV)
