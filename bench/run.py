@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     command = "python -m bench.run " + shlex.join(sys.argv[1:] if argv is None else argv)
+    info = report.machine()  # before the run: the commit measured
     load_before = harness.load_average()
     started = time.monotonic()
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes.insert(0, "- Pushpin not run" + (" (not installed)" if not args.no_pushpin
                                                 else " (--no-pushpin)"))
     text = report.render(report.aggregate(samples), date=date, command=command.strip(),
-                         info=report.machine(), elapsed=elapsed, load_before=load_before,
+                         info=info, elapsed=elapsed, load_before=load_before,
                          load_after=harness.load_average(), scale=scale, pinned=pinned,
                          notes=notes, repeat=max(1, args.repeat))
     print(text)
