@@ -56,6 +56,9 @@ class ServerConfig:
     write_buffer_max: int = 1_048_576
     """Bytes a held connection may have unsent before it is closed as too slow."""
     shutdown_grace: float = 3.0
+    gc_freeze_step: int = 1000
+    """Freeze the heap after this many new connections, keeping full garbage collections
+    short while many are held (``0``: never)."""
 
     @property
     def addresses(self) -> tuple[Address, ...]:

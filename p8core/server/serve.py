@@ -16,6 +16,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from ..app import App
 from .connection import ClientRequest, HttpConnection
 from .control import ControlApi
+from .heap import HeapFreezer
 from .proxying import Proxy
 from .timers import TimerWheel
 
@@ -90,7 +91,7 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
                 servers.append(await _listen(loop, client_factory, address.host, address.port))
             caddr = cfg.control.address
             servers.append(await _listen(loop, control_factory, caddr.host, caddr.port))
-            tg.start_soon(_tick, app)
+            tg.start_soon(_tick, app, clients)
             tg.start_soon(app.proxy.run_updates)
             for offered in app.pm.hook.p8_services(app=app):
                 for service in offered:
@@ -114,11 +115,17 @@ async def _listen(loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio
                                     reuse_address=True)
 
 
-async def _tick(app: App) -> None:
-    """Once a second: release parked items, expire lingering channels and the id cache."""
-    while True:
-        await anyio.sleep(TICK_SECONDS)
-        app.hub.tick(app.clock())
+async def _tick(app: App, clients: set[HttpConnection]) -> None:
+    """Once a second: release parked items, expire lingering channels and the id cache,
+    and let the heap freezer see how many connections are held."""
+    freezer = HeapFreezer(app.config.server.gc_freeze_step)
+    try:
+        while True:
+            await anyio.sleep(TICK_SECONDS)
+            app.hub.tick(app.clock())
+            freezer.observe(app.metrics.connections, len(clients))
+    finally:
+        freezer.release()
 
 
 async def _shutdown(app: App, servers: list[asyncio.Server],
