@@ -24,6 +24,8 @@ log = structlog.get_logger().bind(component="connection")
 READ_BUFFER_MAX = 262_144
 DRAIN_MAX = 65_536
 WRITE_HIGH_WATER = 262_144
+CHUNKED_LINE = b"\r\ntransfer-encoding: chunked\r\n"
+"""How a chunked response head names its framing (lower-cased)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,9 @@ class HttpConnection(asyncio.Protocol):
         self.on_shutdown: Callable[[], None] | None = None
         """Called once when the server stops, just before it closes the connection: the
         owner of a long-lived exchange ends it cleanly (a last chunk, a close frame)."""
+        self._method = b""
+        self._chunked = False
+        """The response being sent is chunked: body chunks are framed here, not by h11."""
         self._buffer = bytearray()
         self._eof = False
         self._paused = False
@@ -203,16 +208,31 @@ class HttpConnection(asyncio.Protocol):
         """Bytes written but not yet taken by the kernel."""
         return self.transport.get_write_buffer_size() if self.transport else 0
 
+    @property
+    def head_only(self) -> bool:
+        """The request being answered is ``HEAD``: its response ends with the head."""
+        return self._method == b"HEAD"
+
     def send_head(self, status: int, headers: Headers, reason: bytes = b"") -> None:
         """Write the response head; h11 chooses the framing the headers leave open."""
-        self.write(self.h11.send(h11.Response(status_code=status, headers=headers,
-                                              reason=reason or phrase(status))))
+        head = self.h11.send(h11.Response(status_code=status, headers=headers,
+                                          reason=reason or phrase(status)))
+        self._chunked = head is not None and CHUNKED_LINE in head.lower()
+        self.write(head)
 
     def send_data(self, data: bytes) -> None:
-        if data:
+        """Write a piece of the response body (none for ``HEAD``). Chunks are framed
+        without h11, which keeps no state per chunk: this is the write each held stream
+        does for every publish."""
+        if not data or self.head_only:
+            return
+        if self._chunked:
+            self.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
             self.write(self.h11.send(h11.Data(data=data)))
 
     def send_end(self) -> None:
+        self._chunked = False
         self.write(self.h11.send(h11.EndOfMessage()))
 
     def respond(self, status: int, body: bytes, headers: Headers | None = None,
@@ -251,6 +271,7 @@ class HttpConnection(asyncio.Protocol):
                     break
                 if _head_size(event) > self.max_header_size:
                     raise h11.RemoteProtocolError("request head too large", 431)
+                self._method = event.method
                 request = ClientRequest(event.method, event.target, list(event.headers),
                                         event.http_version, self.peer, self.ssl)
                 if not await self.handler(self, request):
