@@ -70,7 +70,8 @@ def message(**raw: object) -> object:
 # ---- opening (§4.1) -------------------------------------------------------------------------
 
 def test_start_asks_the_backend_with_open() -> None:
-    assert Session(SessionSettings()).start() == [SendRequest(b"OPEN\r\n", (), opening=True)]
+    assert Session(SessionSettings()).start() == [
+        SendRequest(b"OPEN\r\n", (), opening=True, events=(WsEvent("OPEN"),))]
 
 
 def test_an_accepting_backend_gets_the_client_a_101_with_its_headers() -> None:
@@ -140,7 +141,8 @@ def test_a_backend_can_defer_its_answer_with_a_keep_alive() -> None:
     actions = session.on_response(ok(headers=((b"Keep-Alive-Interval", b"5"),)))
     assert ArmTimer("open", 20.0) in actions, "5 s is raised to the 20 s minimum"
     assert not session.accepted
-    assert session.on_timer("open") == [SendRequest(b"OPEN\r\n", (), opening=True)]
+    assert session.on_timer("open") == [
+        SendRequest(b"OPEN\r\n", (), opening=True, events=(WsEvent("OPEN"),))]
     assert of(session.on_response(ok(WsEvent("OPEN"))), Accept)
 
 

@@ -264,8 +264,10 @@ class WsExchange(Exchange, BackendWebSocket):
         return taken.message
 
     async def aclose(self) -> None:
-        """Cancel the session if it is still open."""
+        """Cancel the session if it is still open; a task waiting in :meth:`receive` gets
+        an :class:`OriginError`."""
         await self._cancel()
+        self.fail("the session was closed")
 
 
 class StreamConnector(ZmqConnector, WebSocketConnector):
