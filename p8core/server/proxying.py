@@ -183,7 +183,7 @@ class Proxy:
         path, _, query = req.target.decode("latin-1").partition("?")
         target = rewrite_path(route, path) + (f"?{query}" if query else "")
         outbound = OriginRequest(req.method, target.encode("latin-1"), headers, body, length,
-                                 route)
+                                 route, secure=req.ssl)
         try:
             resp = await self._send(route, outbound, recorder)
         except OriginError as e:
