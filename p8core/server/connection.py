@@ -12,10 +12,13 @@ import asyncio
 import http
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import h11
 import structlog
+
+if TYPE_CHECKING:
+    from ..proxy.crossorigin import ResponseShaper
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -97,6 +100,9 @@ class HttpConnection(asyncio.Protocol):
         self.on_shutdown: Callable[[], None] | None = None
         """Called once when the server stops, just before it closes the connection: the
         owner of a long-lived exchange ends it cleanly (a last chunk, a close frame)."""
+        self.shaper: ResponseShaper | None = None
+        """Reshapes what is written for the current request (CORS, JSON-P); reset for
+        each request."""
         self._buffer = bytearray()
         self._eof = False
         self._paused = False
@@ -205,24 +211,40 @@ class HttpConnection(asyncio.Protocol):
 
     def send_head(self, status: int, headers: Headers, reason: bytes = b"") -> None:
         """Write the response head; h11 chooses the framing the headers leave open."""
-        self.write(self.h11.send(h11.Response(status_code=status, headers=headers,
-                                              reason=reason or phrase(status))))
+        first = b""
+        if self.shaper is not None:
+            status, headers, reason, first = self.shaper.head(status, headers, reason)
+        self._send_head(status, headers, reason)
+        self._send_data(first)
 
     def send_data(self, data: bytes) -> None:
-        if data:
-            self.write(self.h11.send(h11.Data(data=data)))
+        if self.shaper is not None:
+            data = self.shaper.body(data)
+        self._send_data(data)
 
     def send_end(self) -> None:
+        if self.shaper is not None:
+            self._send_data(self.shaper.end())
         self.write(self.h11.send(h11.EndOfMessage()))
 
     def respond(self, status: int, body: bytes, headers: Headers | None = None,
                 reason: bytes = b"") -> None:
         """Write a whole response with a Content-Length."""
         head = list(headers) if headers is not None else [(b"content-type", b"text/plain")]
+        if self.shaper is not None:
+            status, head, reason, body = self.shaper.whole(status, head, reason, body)
         head.append((b"content-length", str(len(body)).encode()))
-        self.send_head(status, head, reason)
-        self.send_data(body)
-        self.send_end()
+        self._send_head(status, head, reason)
+        self._send_data(body)
+        self.write(self.h11.send(h11.EndOfMessage()))
+
+    def _send_head(self, status: int, headers: Headers, reason: bytes) -> None:
+        self.write(self.h11.send(h11.Response(status_code=status, headers=headers,
+                                              reason=reason or phrase(status))))
+
+    def _send_data(self, data: bytes) -> None:
+        if data:
+            self.write(self.h11.send(h11.Data(data=data)))
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
@@ -246,6 +268,7 @@ class HttpConnection(asyncio.Protocol):
     async def _cycles(self) -> None:
         try:
             while await self._ready_for_request():
+                self.shaper = None
                 event = await self.next_event()
                 if not isinstance(event, h11.Request):
                     break
