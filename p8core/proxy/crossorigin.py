@@ -11,6 +11,7 @@ plain responses, errors and held long-polls and streams are all reshaped the sam
 from __future__ import annotations
 
 import codecs
+import http
 import json
 import re
 from dataclasses import dataclass
@@ -247,6 +248,13 @@ class CorsShaper:
         return status, cors_headers(self.request, headers), reason, body
 
 
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
 def _title(name: bytes) -> str:
     """``content-type`` as ``Content-Type``: how backends usually spell header names."""
     return "-".join(part.capitalize() for part in name.decode("latin-1").split("-"))
@@ -280,8 +288,9 @@ class JsonpShaper:
             for name, value in headers:
                 key, text = _title(name), value.decode("utf-8", "replace")
                 merged[key] = f"{merged[key]}, {text}" if key in merged else text
+            text = reason.decode("utf-8", "replace") or _phrase(status)
             start += (b'{"code": %d, "reason": %s, "headers": %s, "body": "' % (
-                status, json.dumps(reason.decode("utf-8", "replace")).encode(),
+                status, json.dumps(text).encode(),
                 json.dumps(merged, separators=(",", ":")).encode()))
         return 200, wrapper, b"OK", start
 

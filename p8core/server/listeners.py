@@ -9,11 +9,17 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
+
+import structlog
 
 from ..config import Config, parse_address
 from ..errors import ConfigError, P8Error
 
+log = structlog.get_logger().bind(component="server")
+
 BACKLOG = 4096
+TLS_HANDSHAKE_TIMEOUT = 30.0
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 
@@ -59,8 +65,40 @@ class Listeners:
             path.unlink(missing_ok=True)
 
 
+class TlsHandshake(asyncio.Protocol):
+    """Runs the TLS handshake of a new connection, then hands the connection to the
+    protocol made for it. A client that fails the handshake is closed and logged at debug
+    level, without disturbing anything else."""
+
+    def __init__(self, context: ssl.SSLContext, factory: ProtocolFactory,
+                 spawn: Callable[..., object]) -> None:
+        self.context, self.factory, self.spawn = context, factory, spawn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        raw = cast(asyncio.Transport, transport)
+        raw.pause_reading()  # the ClientHello waits for start_tls
+        self.spawn(self._handshake, raw)
+
+    async def _handshake(self, raw: asyncio.Transport) -> None:
+        protocol = self.factory()
+        error: Exception | None = None
+        try:
+            secure = await asyncio.get_running_loop().start_tls(
+                raw, protocol, self.context, server_side=True,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+        except (OSError, ssl.SSLError, TimeoutError) as e:
+            secure, error = None, e
+        if secure is None:
+            raw.abort()
+            log.debug("tls_handshake_failed", peer=raw.get_extra_info("peername"),
+                      error=str(error))
+            protocol.connection_lost(error)
+            return
+        protocol.connection_made(secure)
+
+
 async def listen(loop: asyncio.AbstractEventLoop, factory: ProtocolFactory, host: str,
-                 port: int, tls: ssl.SSLContext | None = None) -> asyncio.Server:
+                 port: int) -> asyncio.Server:
     """Listen on TCP with a kernel accept queue that takes bursts (accepting in batches).
 
     :raises P8Error: the address cannot be bound, naming it.
@@ -68,7 +106,7 @@ async def listen(loop: asyncio.AbstractEventLoop, factory: ProtocolFactory, host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         return await loop.create_server(factory, host, port, family=family, backlog=BACKLOG,
-                                        reuse_address=True, ssl=tls)
+                                        reuse_address=True)
     except OSError as e:
         where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
         raise P8Error(f"cannot listen on {where}: {e.strerror or e}") from None
@@ -76,11 +114,14 @@ async def listen(loop: asyncio.AbstractEventLoop, factory: ProtocolFactory, host
 
 async def open_client_listeners(loop: asyncio.AbstractEventLoop, config: Config,
                                 factory: Callable[[bool], asyncio.Protocol],
-                                tls: ssl.SSLContext | None) -> Listeners:
+                                tls: ssl.SSLContext | None,
+                                spawn: Callable[..., object]) -> Listeners:
     """Listen on every ``[server]`` address.
 
     :param factory: makes the protocol for a new connection; its argument says whether
         the connection is TLS.
+    :param tls: the context for ``tls_listen`` (see :func:`tls_context`).
+    :param spawn: starts a task in the server's task group (for TLS handshakes).
     :raises P8Error: an address cannot be bound; what was opened is closed again.
     """
     server = config.server
@@ -92,9 +133,11 @@ async def open_client_listeners(loop: asyncio.AbstractEventLoop, config: Config,
                                                address.port))
             opened.ports.append(_port(opened.servers[-1]))
         for text in server.tls_listen:
+            assert tls is not None, "tls_context() makes one whenever tls_listen is set"
             address = parse_address(text, "", "")
-            opened.servers.append(await listen(loop, lambda: factory(True), address.host,
-                                               address.port, tls))
+            opened.servers.append(await listen(
+                loop, lambda: TlsHandshake(tls, lambda: factory(True), spawn), address.host,
+                address.port))
             opened.tls_ports.append(_port(opened.servers[-1]))
         for text in server.unix_listen:
             path = config.base_dir / text

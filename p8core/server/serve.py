@@ -86,7 +86,8 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
     async with anyio.create_task_group() as tg:
         app.spawn = partial(_spawn_guarded, tg)
         try:
-            listeners = await open_client_listeners(loop, cfg, client_factory, app.tls)
+            listeners = await open_client_listeners(loop, cfg, client_factory, app.tls,
+                                                    tg.start_soon)
             caddr = cfg.control.address
             listeners.servers.append(await listen(loop, control_factory, caddr.host,
                                                   caddr.port))
