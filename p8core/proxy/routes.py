@@ -21,6 +21,7 @@ from p8core.errors import ConfigError
 from p8core.proxy.crossorigin import is_callback
 
 __all__ = [
+    "TOML_FIELDS",
     "Route",
     "Router",
     "duplicate_condition",
@@ -372,6 +373,12 @@ _TOML_KEYS: Final[Mapping[str, Callable[[object], object]]] = {
 }
 
 
+TOML_FIELDS: Final[Mapping[str, str]] = {
+    key: "targets" if key == "target" else key for key in _TOML_KEYS
+}
+"""Each ``[[routes]]`` key and the :class:`Route` field it sets."""
+
+
 def route_from_toml(table: Mapping[str, object], source: str, key: str) -> Route:
     """Parse one ``[[routes]]`` table.
 
@@ -389,7 +396,7 @@ def route_from_toml(table: Mapping[str, object], source: str, key: str) -> Route
             convert = _TOML_KEYS.get(name)
             if convert is None:
                 raise _Invalid("unknown key")
-            values["targets" if name == "target" else name] = convert(value)
+            values[TOML_FIELDS[name]] = convert(value)
         except _Invalid as exc:
             raise ConfigError(source, f"{key}.{name}{exc.at}", exc.problem) from None
     if "target" not in table:
