@@ -140,7 +140,7 @@ def _check(app: App) -> int:
     print(f"config: {app.config.source}: ok")
     print("routes:")
     for route in app.config.routes:
-        flags = [n for n in ("over_http", "no_grip", "debug") if getattr(route, n)]
+        flags = [n for n in ("over_http", "no_grip", "debug", "aco") if getattr(route, n)]
         print(f"  {route.route_id} -> {' '.join(route.targets)}"
               + (f"  [{', '.join(flags)}]" if flags else ""))
     return _plugins(app)

@@ -109,7 +109,7 @@ async def listen(loop: asyncio.AbstractEventLoop, factory: ProtocolFactory, host
                                         reuse_address=True)
     except OSError as e:
         where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
-        raise P8Error(f"cannot listen on {where}: {e.strerror or e}") from None
+        raise P8Error(f"cannot listen on {where}: {_reason(e)}") from None
 
 
 async def open_client_listeners(loop: asyncio.AbstractEventLoop, config: Config,
@@ -156,9 +156,14 @@ async def _listen_unix(loop: asyncio.AbstractEventLoop, factory: ProtocolFactory
     try:
         server = await loop.create_unix_server(factory, os.fspath(path), backlog=BACKLOG)
     except OSError as e:
-        raise P8Error(f"cannot listen on {path}: {e.strerror or e}") from None
+        raise P8Error(f"cannot listen on {path}: {_reason(e)}") from None
     path.chmod(mode)
     return server
+
+
+def _reason(error: OSError) -> str:
+    """The system's words for a failed bind (asyncio wraps them in a longer message)."""
+    return os.strerror(error.errno) if error.errno else str(error)
 
 
 def _port(server: asyncio.Server) -> int:
