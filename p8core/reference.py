@@ -116,32 +116,34 @@ def _toml(value: Any, name: str, tp: Any) -> str:
     return repr(value)
 
 
-def _rows(cls: type[Any], where: str, keys: dict[str, str] | None = None) -> Iterator[str]:
+def _rows(cls: type[Any], where: str, keys: dict[str, str] | None,
+          strict: bool) -> Iterator[str]:
     """The table rows of ``cls``'s fields; ``keys`` maps TOML keys to fields when they
     differ.
 
-    :raises PluginError: a field without a docstring (it would be an undocumented key).
+    :raises PluginError: with ``strict``, a field without a docstring.
     """
     docs, hints = field_docs(cls), typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if (cls, f.name) not in _NOT_KEYS}
     for key, name in (keys or {n: n for n in fields}).items():
         field = fields[name]
-        if name not in docs:
+        if name not in docs and strict:
             raise PluginError(f"{where}.{key} has no docstring: write one under the field "
                               f"{cls.__qualname__}.{name}")
+        meaning = _markdown(docs[name]) if name in docs else "(not documented by its plugin)"
         missing = field.default is dataclasses.MISSING
         default = "required" if missing else f"`{_toml(field.default, name, hints[name])}`"
         kind = _TYPE_NAMES.get((cls, name)) or _type_name(hints[name])
-        yield f"| `{key}` | {kind} | {default} | {_markdown(docs[name])} |"
+        yield f"| `{key}` | {kind} | {default} | {meaning} |"
 
 
-def _table(heading: str, cls: type[Any], where: str, intro: str = "",
+def _table(heading: str, cls: type[Any], where: str, strict: bool, intro: str = "",
            keys: dict[str, str] | None = None) -> list[str]:
     lines = [f"## `{heading}`", ""]
     if intro:
         lines += [intro.rstrip("\n"), ""]
     lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
-    return [*lines, *_rows(cls, where, keys), ""]
+    return [*lines, *_rows(cls, where, keys, strict), ""]
 
 
 def settings_class(section: ConfigSection) -> type[Any] | None:
@@ -150,17 +152,18 @@ def settings_class(section: ConfigSection) -> type[Any] | None:
     return returned if isinstance(returned, type) and dataclasses.is_dataclass(returned) else None
 
 
-def config_reference(pm: pluggy.PluginManager) -> str:
+def config_reference(pm: pluggy.PluginManager, *, strict: bool = False) -> str:
     """The Markdown reference of every key: the core's, and the tables of the plugins
     registered with ``pm``, in name order.
 
-    :raises PluginError: a key without a docstring.
+    :param strict: a key without a docstring is an error (else it is marked as such).
+    :raises PluginError: with ``strict``, a key without a docstring.
     """
     lines = [INTRO]
     for name, cls in CORE_TABLES:
-        lines += _table(f"[{name}]", cls, name)
+        lines += _table(f"[{name}]", cls, name, strict)
     order = {key: TOML_FIELDS[key] for key in sorted(TOML_FIELDS, key=_route_order)}
-    lines += _table("[[routes]]", Route, "routes", ROUTES_INTRO, order)
+    lines += _table("[[routes]]", Route, "routes", strict, ROUTES_INTRO, order)
     owned: list[tuple[ConfigSection, str]] = sorted(
         ((section, impl.plugin_name) for impl in pm.hook.p8_config_sections.get_hookimpls()
          for section in typing.cast(Iterable[ConfigSection], impl.function())),
@@ -174,7 +177,7 @@ def config_reference(pm: pluggy.PluginManager) -> str:
                       "dataclass, so the plugin documents its keys itself.", ""]
         else:
             doc = _markdown(inspect.cleandoc(settings.__doc__ or ""))
-            lines += _table(f"[{where}]", settings, where, f"{intro} {doc}")
+            lines += _table(f"[{where}]", settings, where, strict, f"{intro} {doc}")
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
