@@ -203,6 +203,11 @@ async def test_jsonp_basic_mode_and_global_auto_cross_origin() -> None:
             assert origin.requests[-1].method == b"POST", "basic mode defaults to POST"
             resp = await client.get(f"{p8.url}/t/")
             assert resp.headers["access-control-allow-origin"] == "*"
+        config["routes"] = [{"host": "only.example", "target": "test"}]
+        async with run_p8(config) as p8, httpx.AsyncClient() as client:
+            resp = await client.get(f"{p8.url}/", headers={"Origin": "https://a.b"})
+            assert (resp.status_code, resp.headers["access-control-allow-origin"]) == (
+                502, "https://a.b"), "even an answer without a route"
 
 
 async def _held(p8: Running, channel: str) -> None:

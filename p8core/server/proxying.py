@@ -78,13 +78,14 @@ class Proxy:
         started = time.perf_counter()
         self.app.metrics.requests += 1
         route = self.app.router.match(req.host, req.path, websocket=False, ssl=req.ssl)
+        if self.app.config.proxy.auto_cross_origin or (route is not None and route.aco):
+            conn.shaper = CorsShaper(req.headers)
         if route is None:
             conn.respond(502, f"No route for host: {req.host}\n".encode())
             self._log(req, None, 502, started)
             return True
         body, length = conn.body(), request_body_length(req.headers)
-        if route.aco or self.app.config.proxy.auto_cross_origin:
-            conn.shaper = CorsShaper(req.headers)
+        if conn.shaper is not None:
             try:
                 call = jsonp_request(route, req.method, req.target, req.headers)
             except JsonpError as e:
@@ -205,7 +206,7 @@ class Proxy:
             resp = await self._send(route, outbound, recorder)
         except OriginError as e:
             status = e.status_hint
-            conn.respond(status, self._error_body(route, str(e)))
+            conn.respond(status, self._error_body(route, str(e), status))
             log.warning("origin_failed", route=route.route_id, reason=str(e), status=status)
             self._log(req, route, status, started)
             return True
@@ -309,13 +310,14 @@ class Proxy:
     def _fail(self, conn: HttpConnection, req: ClientRequest, route: Route, started: float,
               status: int, reason: str) -> bool:
         log.warning("grip_failed", route=route.route_id, reason=reason)
-        conn.respond(status, self._error_body(route, reason))
+        conn.respond(status, self._error_body(route, reason, status))
         self._log(req, route, status, started)
         return True
 
-    def _error_body(self, route: Route, reason: str) -> bytes:
-        """The reason on a ``debug`` route (or with ``[proxy] debug``), else a fixed line."""
-        if route.debug or self.app.config.proxy.debug:
+    def _error_body(self, route: Route, reason: str, status: int) -> bytes:
+        """The reason of a client error (``4xx``); of a backend or GRIP failure only on a
+        ``debug`` route (or with ``[proxy] debug``), else a fixed line."""
+        if status < 500 or route.debug or self.app.config.proxy.debug:
             return f"{reason}\n".encode()
         return ERROR_BODY
 
