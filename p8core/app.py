@@ -22,6 +22,7 @@ from .proxy.routes import Route, Router
 from .pubsub.hub import Hub
 from .pubsub.items import PublishFormat, PublishItem, parse_publish_body
 from .server.held import HeldExchange
+from .server.listeners import tls_context
 from .transport import ClientTransport
 
 if TYPE_CHECKING:
@@ -58,7 +59,11 @@ class App:
         self.hub = Hub(id_cache_ttl=pubsub.id_cache_ttl, message_wait=pubsub.message_wait / 1000,
                        subscription_linger=pubsub.subscription_linger)
         self.signer = self._signer(config.proxy.sig_iss, config.proxy.sig_key, "proxy.sig_key")
+        self._route_signers: dict[tuple[str | None, str | None], Signer | None] = {
+            (r.sig_iss, r.sig_key): self._signer(r.sig_iss, r.sig_key, "sig_key", r.source)
+            for r in config.routes if r.sig_iss and r.sig_key}
         self.verifier = self._verifier()
+        self.tls = tls_context(config)
         self.metrics = Metrics()
         self.held: set[HeldExchange] = set()
         self.clock: Callable[[], float] = time.monotonic
@@ -96,13 +101,13 @@ class App:
                     raise ConfigError(route.source or self.config.source, "target",
                                       f"no enabled plugin handles targets like {target!r}")
 
-    def _signer(self, iss: str, key: str, what: str) -> Signer | None:
+    def _signer(self, iss: str, key: str, what: str, source: str = "") -> Signer | None:
         if not key:
             return None
         try:
             return Signer(iss, key, base_dir=self.config.base_dir)
         except ValueError as e:
-            raise ConfigError(self.config.source, what, str(e)) from None
+            raise ConfigError(source or self.config.source, what, str(e)) from None
 
     def _verifier(self) -> Verifier | None:
         key = self.config.proxy.upstream_key
@@ -114,10 +119,9 @@ class App:
             raise ConfigError(self.config.source, "proxy.upstream_key", str(e)) from None
 
     def route_signer(self, iss: str | None, key: str | None) -> Signer | None:
-        """The signer for a route: its own when it sets both ``sig_iss`` and ``sig_key``."""
-        if iss and key:
-            return self._signer(iss, key, "routes.sig_key")
-        return self.signer
+        """The signer for a route: its own when it sets both ``sig_iss`` and ``sig_key``
+        (each made and checked once, at start-up)."""
+        return self._route_signers.get((iss, key), self.signer)
 
     def http_client(self) -> httpx.AsyncClient:
         """A shared httpx client for requests off the hot path (links to other origins)."""

@@ -15,7 +15,7 @@ import structlog
 
 from .app import App
 from .errors import P8Error
-from .plugins import describe_plugins
+from .plugins import describe_plugins, make_plugin_manager
 
 log = structlog.get_logger().bind(component="cli")
 
@@ -45,12 +45,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("run", "serve clients, the control API and plugin services"),
                        ("check", "validate the config; print routes and plugins"),
-                       ("plugins", "list installed plugins and what they register")):
+                       ("plugins", "list installed plugins and what they register"),
+                       ("config-reference", "print every config key as Markdown")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", type=Path, help="TOML file (default: built-in defaults)")
         if name == "run":
             p.add_argument("--log-level", default="info",
                            choices=["debug", "info", "warning", "error"])
+    imp = sub.add_parser("import-pushpin", help="write a p8 config from Pushpin's")
+    imp.add_argument("pushpin_conf", type=Path, help="Pushpin's pushpin.conf")
+    imp.add_argument("routes", type=Path, nargs="?",
+                     help="Pushpin's routes file (default: pushpin.conf's routesfile)")
+    imp.add_argument("-o", "--output", type=Path, help="TOML file to write (default: stdout)")
     pub = sub.add_parser("publish", help="publish one item through the control API")
     pub.add_argument("channel")
     pub.add_argument("content", nargs="?", help="the content; @file reads a file")
@@ -78,6 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(App.from_file(args.config))
         if args.command == "plugins":
             return _plugins(App.from_file(args.config))
+        if args.command == "config-reference":
+            from .reference import config_reference
+
+            print(config_reference(App.from_file(args.config).pm), end="")
+            return 0
+        if args.command == "import-pushpin":
+            return _import_pushpin(args)
         return _publish(args)
     except P8Error as e:
         print(f"p8: error: {e}", file=sys.stderr)
@@ -127,7 +140,7 @@ def _check(app: App) -> int:
     print(f"config: {app.config.source}: ok")
     print("routes:")
     for route in app.config.routes:
-        flags = [n for n in ("over_http", "no_grip", "debug") if getattr(route, n)]
+        flags = [n for n in ("over_http", "no_grip", "debug", "aco") if getattr(route, n)]
         print(f"  {route.route_id} -> {' '.join(route.targets)}"
               + (f"  [{', '.join(flags)}]" if flags else ""))
     return _plugins(app)
@@ -141,6 +154,21 @@ def _plugins(app: App) -> int:
         for names in info.registers.values():
             for name in names:
                 print(f"    {name}")
+    return 0
+
+
+def _import_pushpin(args: argparse.Namespace) -> int:
+    from .pushpin_import import import_files
+
+    pm = make_plugin_manager(None, str(args.pushpin_conf))
+    owned = {s.name for offered in pm.hook.p8_config_sections() for s in offered}
+    text, notes = import_files(args.pushpin_conf, args.routes, owned)
+    if args.output is None:
+        print(text, end="")
+    else:
+        args.output.write_text(text)
+    for note in notes:
+        print(f"p8: not carried over: {note}", file=sys.stderr)
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -17,13 +16,13 @@ from ..app import App
 from .connection import ClientRequest, HttpConnection
 from .control import ControlApi
 from .heap import HeapFreezer
+from .listeners import Listeners, listen, open_client_listeners
 from .proxying import Proxy
 from .timers import TimerWheel
 
 log = structlog.get_logger().bind(component="server")
 
 TICK_SECONDS = 1.0
-BACKLOG = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +31,7 @@ class Bound:
 
     client: tuple[int, ...]
     control: int
+    tls: tuple[int, ...] = ()
 
     @property
     def port(self) -> int:
@@ -60,7 +60,7 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
     app.proxy, app.timers = Proxy(app), TimerWheel()
     control = ControlApi(app)
     clients: set[HttpConnection] = set()
-    servers: list[asyncio.Server] = []
+    listeners = Listeners()
 
     async def client_handler(conn: HttpConnection, req: ClientRequest) -> bool:
         for transport in app.transports:
@@ -68,13 +68,13 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
                 return await transport.serve(app, conn, req)
         return await app.proxy.handle(conn, req)
 
-    def client_factory() -> asyncio.Protocol:
+    def client_factory(tls: bool) -> asyncio.Protocol:
         if len(clients) >= cfg.server.max_connections:
             app.metrics.connections_refused += 1
             return Refuse()
         conn = HttpConnection(client_handler, tg.start_soon,
                               max_header_size=cfg.server.client_buffer_size,
-                              on_close=clients.discard)
+                              on_close=clients.discard, ssl=tls)
         clients.add(conn)
         app.metrics.connections += 1
         return conn
@@ -87,32 +87,27 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
     async with anyio.create_task_group() as tg:
         app.spawn = partial(_spawn_guarded, tg)
         try:
-            for address in cfg.server.addresses:
-                servers.append(await _listen(loop, client_factory, address.host, address.port))
+            listeners = await open_client_listeners(loop, cfg, client_factory, app.tls,
+                                                    tg.start_soon)
             caddr = cfg.control.address
-            servers.append(await _listen(loop, control_factory, caddr.host, caddr.port))
+            listeners.servers.append(await listen(loop, control_factory, caddr.host,
+                                                  caddr.port))
             tg.start_soon(_tick, app, clients)
             tg.start_soon(app.proxy.run_updates)
             for offered in app.pm.hook.p8_services(app=app):
                 for service in offered:
                     tg.start_soon(service)
-            ports = tuple(s.sockets[0].getsockname()[1] for s in servers)
-            bound = Bound(client=ports[:-1], control=ports[-1])
-            log.info("listening", client=[str(a) for a in cfg.server.addresses],
-                     ports=list(bound.client), control=bound.control)
+            control_port = listeners.servers[-1].sockets[0].getsockname()[1]
+            bound = Bound(client=tuple(listeners.ports), control=control_port,
+                          tls=tuple(listeners.tls_ports))
+            log.info("listening", client=list(cfg.server.listen), ports=list(bound.client),
+                     tls=list(cfg.server.tls_listen), tls_ports=list(bound.tls),
+                     unix=[str(p) for p in listeners.unix_paths], control=bound.control)
             task_status.started(bound)
             await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
-                await _shutdown(app, servers, clients)
-
-
-async def _listen(loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol],
-                  host: str, port: int) -> asyncio.Server:
-    """Listen with a kernel accept queue that takes bursts (accepting in batches)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return await loop.create_server(factory, host, port, family=family, backlog=BACKLOG,
-                                    reuse_address=True)
+                await _shutdown(app, listeners, clients)
 
 
 async def _tick(app: App, clients: set[HttpConnection]) -> None:
@@ -128,16 +123,15 @@ async def _tick(app: App, clients: set[HttpConnection]) -> None:
         freezer.release()
 
 
-async def _shutdown(app: App, servers: list[asyncio.Server],
+async def _shutdown(app: App, listeners: Listeners,
                     clients: set[HttpConnection]) -> None:
-    for server in servers:
-        server.close()
+    listeners.close()
     for conn in list(clients):
         if conn.on_shutdown is not None:
             conn.on_shutdown()
         conn.close()
     with anyio.move_on_after(app.config.server.shutdown_grace):
-        for server in servers:
+        for server in listeners.servers:
             await server.wait_closed()
     with anyio.move_on_after(1):
         await app.aclose()

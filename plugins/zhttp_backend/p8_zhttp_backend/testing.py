@@ -25,11 +25,11 @@ Packet = dict[bytes, Any]
 def config(target: str, *, plugins: tuple[str, ...] = ("zhttp_backend",),
            timeout: float | None = None, handler_wait: float = 0.3,
            route: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A p8 config with one route to ``target`` (with the options in ``route``) and
-    ``plugins`` enabled."""
+    """A p8 config with one ``debug`` route to ``target`` (error answers give their
+    reason; more options in ``route``) and ``plugins`` enabled."""
     raw: dict[str, Any] = {
         "plugins": {"enabled": list(plugins), "zhttp_backend": {"handler_wait": handler_wait}},
-        "routes": [{"target": target, **(route or {})}],
+        "routes": [{"target": target, "debug": True, **(route or {})}],
     }
     if timeout is not None:
         raw["proxy"] = {"backend_timeout": timeout}

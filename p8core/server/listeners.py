@@ -1,0 +1,170 @@
+"""The client listeners: plain TCP, TLS and Unix sockets, and the TLS context they use."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import structlog
+
+from ..config import Config, parse_address
+from ..errors import ConfigError, P8Error
+
+log = structlog.get_logger().bind(component="server")
+
+BACKLOG = 4096
+TLS_HANDSHAKE_TIMEOUT = 30.0
+
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """The server TLS context for ``[server] tls_listen``, or None without TLS listeners.
+
+    :raises ConfigError: the certificate or key cannot be read or do not match, naming
+        ``server.tls_cert`` or ``server.tls_key``.
+    """
+    server = config.server
+    if not server.tls_listen:
+        return None
+    cert = config.base_dir / server.tls_cert
+    key = config.base_dir / server.tls_key if server.tls_key else None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.set_alpn_protocols(["http/1.1"])
+    for name, path in (("tls_cert", cert), ("tls_key", key)):
+        if path is not None and not path.is_file():
+            raise ConfigError(config.source, f"server.{name}", f"cannot read {path}")
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as e:
+        raise ConfigError(config.source, "server.tls_key" if key else "server.tls_cert",
+                          f"not a PEM certificate and matching key: {e}") from None
+    return context
+
+
+@dataclass
+class Listeners:
+    """The listening servers, and what the client ones are bound to (port 0 resolved)."""
+
+    servers: list[asyncio.Server] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+    tls_ports: list[int] = field(default_factory=list)
+    unix_paths: list[Path] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Stop listening and remove the Unix socket files."""
+        for server in self.servers:
+            server.close()
+        for path in self.unix_paths:
+            path.unlink(missing_ok=True)
+
+
+class TlsHandshake(asyncio.Protocol):
+    """Runs the TLS handshake of a new connection, then hands the connection to the
+    protocol made for it. A client that fails the handshake is closed and logged at debug
+    level, without disturbing anything else."""
+
+    def __init__(self, context: ssl.SSLContext, factory: ProtocolFactory,
+                 spawn: Callable[..., object]) -> None:
+        self.context, self.factory, self.spawn = context, factory, spawn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        raw = cast(asyncio.Transport, transport)
+        raw.pause_reading()  # the ClientHello waits for start_tls
+        self.spawn(self._handshake, raw)
+
+    async def _handshake(self, raw: asyncio.Transport) -> None:
+        protocol = self.factory()
+        error: Exception | None = None
+        try:
+            secure = await asyncio.get_running_loop().start_tls(
+                raw, protocol, self.context, server_side=True,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+        except (OSError, ssl.SSLError, TimeoutError) as e:
+            secure, error = None, e
+        if secure is None:
+            raw.abort()
+            log.debug("tls_handshake_failed", peer=raw.get_extra_info("peername"),
+                      error=str(error))
+            protocol.connection_lost(error)
+            return
+        protocol.connection_made(secure)
+
+
+async def listen(loop: asyncio.AbstractEventLoop, factory: ProtocolFactory, host: str,
+                 port: int) -> asyncio.Server:
+    """Listen on TCP with a kernel accept queue that takes bursts (accepting in batches).
+
+    :raises P8Error: the address cannot be bound, naming it.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return await loop.create_server(factory, host, port, family=family, backlog=BACKLOG,
+                                        reuse_address=True)
+    except OSError as e:
+        where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        raise P8Error(f"cannot listen on {where}: {_reason(e)}") from None
+
+
+async def open_client_listeners(loop: asyncio.AbstractEventLoop, config: Config,
+                                factory: Callable[[bool], asyncio.Protocol],
+                                tls: ssl.SSLContext | None,
+                                spawn: Callable[..., object]) -> Listeners:
+    """Listen on every ``[server]`` address.
+
+    :param factory: makes the protocol for a new connection; its argument says whether
+        the connection is TLS.
+    :param tls: the context for ``tls_listen`` (see :func:`tls_context`).
+    :param spawn: starts a task in the server's task group (for TLS handshakes).
+    :raises P8Error: an address cannot be bound; what was opened is closed again.
+    """
+    server = config.server
+    opened = Listeners()
+    try:
+        for text in server.listen:
+            address = parse_address(text, "", "")
+            opened.servers.append(await listen(loop, lambda: factory(False), address.host,
+                                               address.port))
+            opened.ports.append(_port(opened.servers[-1]))
+        for text in server.tls_listen:
+            assert tls is not None, "tls_context() makes one whenever tls_listen is set"
+            address = parse_address(text, "", "")
+            opened.servers.append(await listen(
+                loop, lambda: TlsHandshake(tls, lambda: factory(True), spawn), address.host,
+                address.port))
+            opened.tls_ports.append(_port(opened.servers[-1]))
+        for text in server.unix_listen:
+            path = config.base_dir / text
+            opened.servers.append(await _listen_unix(loop, lambda: factory(False), path,
+                                                     server.unix_mode))
+            opened.unix_paths.append(path)
+    except BaseException:
+        opened.close()
+        raise
+    return opened
+
+
+async def _listen_unix(loop: asyncio.AbstractEventLoop, factory: ProtocolFactory, path: Path,
+                       mode: int) -> asyncio.Server:
+    """Listen on a Unix socket (a stale socket file is replaced) with permissions ``mode``."""
+    try:
+        server = await loop.create_unix_server(factory, os.fspath(path), backlog=BACKLOG)
+    except OSError as e:
+        raise P8Error(f"cannot listen on {path}: {_reason(e)}") from None
+    path.chmod(mode)
+    return server
+
+
+def _reason(error: OSError) -> str:
+    """The system's words for a failed bind (asyncio wraps them in a longer message)."""
+    return os.strerror(error.errno) if error.errno else str(error)
+
+
+def _port(server: asyncio.Server) -> int:
+    return int(server.sockets[0].getsockname()[1])
