@@ -22,6 +22,7 @@ from .proxy.routes import Route, Router
 from .pubsub.hub import Hub
 from .pubsub.items import PublishFormat, PublishItem, parse_publish_body
 from .server.held import HeldExchange
+from .server.publish_auth import PublishAuth, load_verifier
 from .transport import ClientTransport
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class App:
                        subscription_linger=pubsub.subscription_linger)
         self.signer = self._signer(config.proxy.sig_iss, config.proxy.sig_key, "proxy.sig_key")
         self.verifier = self._verifier()
+        self.publish_auth = PublishAuth.from_config(config)
         self.metrics = Metrics()
         self.held: set[HeldExchange] = set()
         self.clock: Callable[[], float] = time.monotonic
@@ -106,12 +108,7 @@ class App:
 
     def _verifier(self) -> Verifier | None:
         key = self.config.proxy.upstream_key
-        if not key:
-            return None
-        try:
-            return Verifier(key, base_dir=self.config.base_dir)
-        except ValueError as e:
-            raise ConfigError(self.config.source, "proxy.upstream_key", str(e)) from None
+        return load_verifier(key, self.config, "proxy.upstream_key") if key else None
 
     def route_signer(self, iss: str | None, key: str | None) -> Signer | None:
         """The signer for a route: its own when it sets both ``sig_iss`` and ``sig_key``."""

@@ -69,6 +69,10 @@ class ControlConfig:
     listen: str = "127.0.0.1:5561"
     max_body: int = 1_000_000
     max_headers: int = 10_000
+    key: str = ""
+    """Publishers must authenticate with this key (see ``server.publish_auth``)."""
+    iss: str = ""
+    """The ``iss`` a publisher's JWT must carry; empty accepts any."""
 
     @property
     def address(self) -> Address:
