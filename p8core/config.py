@@ -22,6 +22,7 @@ T = TypeVar("T")
 
 DEFAULT_SOURCE = "<defaults>"
 DEFAULT_ROUTES = (Route(targets=("test",), source="default route"),)
+MIN_RELOAD_INTERVAL = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,10 @@ class ServerConfig:
     write_buffer_max: int = 1_048_576
     """Bytes a held connection may have unsent before it is closed as too slow."""
     shutdown_grace: float = 3.0
+    reload_watch: bool = False
+    """Reload when the config file or its routes file changes (SIGHUP always reloads)."""
+    reload_interval: float = 1.0
+    """Seconds between two looks at the files' modification times."""
 
     @property
     def addresses(self) -> tuple[Address, ...]:
@@ -243,6 +248,9 @@ def build_config(raw: Mapping[str, Any], source: str, base_dir: Path,
         parse_address(text, source, f"server.listen[{i}]")
     if not server.listen:
         raise ConfigError(source, "server.listen", "needs at least one address")
+    if server.reload_interval < MIN_RELOAD_INTERVAL:
+        raise ConfigError(source, "server.reload_interval",
+                          f"must be at least {MIN_RELOAD_INTERVAL} seconds")
     control = parse_table(ControlConfig, _table(raw, "control", source), source, "control")
     parse_address(control.listen, source, "control.listen")
     proxy = parse_table(ProxyConfig, _table(raw, "proxy", source), source, "proxy")
