@@ -17,6 +17,7 @@ import jwt
 import pytest
 from gripcontrol import GripPubControl, parse_grip_uri  # type: ignore[import-untyped]
 from p8_http_stream.testing import open_stream
+from structlog.testing import capture_logs
 
 from p8core.config import DEFAULT_ROUTES, Config, ControlConfig
 from p8core.errors import ConfigError
@@ -86,6 +87,7 @@ def test_without_iss_any_issuer_the_bare_key_and_any_basic_user_pass() -> None:
                           bearer({"exp": NOW + 60}), b"Bearer s3cret", basic("x", "s3cret")):
         assert auth.check(authorization, NOW) is None, authorization
     assert auth.check(b"Bearer s3cre", NOW) == "Invalid bearer token."
+    assert auth_for("a.b.c").check(b"Bearer a.b.c", NOW) is None, "a key shaped like a JWT"
 
 
 def test_base64_key_is_the_binary_secret() -> None:
@@ -193,3 +195,15 @@ async def test_p8_publish_signs_with_a_grip_url_or_basic() -> None:
         assert await p8_publish("--url", p8.control_url) == (
             1, "Error: Missing Authorization header.\n")
         assert p8.app.metrics.items_published == 2
+
+
+async def test_a_control_api_open_beyond_loopback_without_a_key_is_warned_about() -> None:
+    assert ControlConfig().listen.startswith("127.0.0.1:"), "the default stays on loopback"
+    with capture_logs() as logs:
+        async with run_p8({"control": {"listen": "0.0.0.0:0"}, "plugins": {"enabled": []}}):
+            pass
+        async with run_p8({"control": {"listen": "0.0.0.0:0", "key": "k"},
+                           "plugins": {"enabled": []}}):
+            pass
+    warnings = [e for e in logs if e["event"] == "control_api_unauthenticated"]
+    assert len(warnings) == 1 and warnings[0]["listen"].startswith("0.0.0.0:")

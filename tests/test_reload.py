@@ -21,6 +21,7 @@ from anyio.abc import Process
 from p8_http_stream.testing import StreamClient, open_stream
 
 from p8core.app import App
+from p8core.errors import ConfigError
 from p8core.server.reload import Reloader, restart_keys
 from p8core.testing import Reply, SeenRequest, run_origin
 
@@ -187,3 +188,8 @@ def test_restart_keys_name_what_a_reload_cannot_change() -> None:
                                     "zmq_pubsub": {"pull": ""}}}).config
     assert restart_keys(old, new) == ["server.listen", "control.listen", "plugins.zmq_pubsub"]
     assert restart_keys(old, old) == []
+
+
+def test_reload_interval_has_a_floor() -> None:
+    with pytest.raises(ConfigError, match=r"server\.reload_interval: must be at least 0\.1"):
+        App.from_raw({"server": {"reload_interval": 0.01}, "plugins": {"enabled": []}})

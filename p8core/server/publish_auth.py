@@ -68,11 +68,11 @@ class PublishAuth:
         scheme, _, value = authorization.decode("latin-1").strip().partition(" ")
         value = value.strip()
         if scheme.lower() == "bearer":
-            if value.count(".") == 2:
-                return self._check_jwt(value, now)
             if any(c.iss is None and c.verifier.is_secret(value.encode("latin-1"))
                    for c in self.credentials):
                 return None
+            if value.count(".") == 2:
+                return self._check_jwt(value, now)
             return "Invalid bearer token."
         if scheme.lower() == "basic":
             return self._check_basic(value)
