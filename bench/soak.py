@@ -391,7 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = Plan(args.minutes, args.streams, args.longpolls, args.websockets, args.channels,
                 args.rate, args.max_lifetime, args.linger, args.id_ttl, args.sample_every,
                 warm_up)
-    command = f"python -m bench.soak {shlex.join(sys.argv[1:] if argv is None else argv)}"
+    given = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(["python -m bench.soak", *([shlex.join(given)] if given else [])])
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_before = harness.load_average()
     print(f"soak: {plan}", flush=True)

@@ -117,9 +117,8 @@ class App:
         router = Router(config.routes)
         hold_modes: Mapping[str, type[HoldMode]] = collect_named(
             self.pm, "p8_register_hold_modes", lambda m: [m.name], "hold mode", config=config)
-        self.hold_modes = hold_modes
-        self.config, self.router, self.signer, self.verifier = config, router, signer, verifier
-        self.publish_auth = publish_auth
+        self.config, self.router, self.hold_modes = config, router, hold_modes
+        self.signer, self.verifier, self.publish_auth = signer, verifier, publish_auth
         self._route_signers = {k: v for k, v in route_signers.items() if v is not None}
         pubsub = config.pubsub
         self.hub.id_cache_ttl = pubsub.id_cache_ttl
