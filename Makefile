@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint docs bench bench-quick clean
+.PHONY: setup run test lint docs bench bench-quick soak clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,9 @@ bench: setup
 
 bench-quick: setup
 	$(BIN)/python -m bench.run --quick $(ARGS)
+
+soak: setup
+	$(BIN)/python -m bench.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -271,8 +271,12 @@ def _ready(server: Server, timeout: float) -> Server:
     return server
 
 
-def start_p8(workdir: Path, route: Route, cpu: int | None, *, timeout: float = 30.0) -> Server:
-    """p8 through ``bench.p8_server`` (``p8 run`` plus a SIGUSR1-timed full GC)."""
+def start_p8(workdir: Path, route: Route, cpu: int | None, *, timeout: float = 30.0,
+             extra: str = "") -> Server:
+    """p8 through ``bench.p8_server`` (``p8 run`` plus a SIGUSR1-timed full GC).
+
+    :param extra: TOML appended to the config (more tables, more ``[[routes]]``).
+    """
     port, control, pull, sub = (free_port() for _ in range(4))
     target = route.target if route.target == "test" else f"http://{route.target}"
     config = textwrap.dedent(f"""\
@@ -293,7 +297,7 @@ def start_p8(workdir: Path, route: Route, cpu: int | None, *, timeout: float = 3
         over_http = {"true" if route.over_http else "false"}
         """)
     path = workdir / "p8.toml"
-    path.write_text(config)
+    path.write_text(config + extra)
     gc_report = workdir / "p8-gc.json"
     cmd = [PYTHON, "-m", "bench.p8_server", "--config", str(path),
            "--gc-report", str(gc_report)]

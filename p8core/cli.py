@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import anyio
 import structlog
 
 from .app import App
 from .errors import P8Error
+from .grip.sig import Signer
 from .plugins import describe_plugins, make_plugin_manager
 
 log = structlog.get_logger().bind(component="cli")
@@ -60,7 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     pub = sub.add_parser("publish", help="publish one item through the control API")
     pub.add_argument("channel")
     pub.add_argument("content", nargs="?", help="the content; @file reads a file")
-    pub.add_argument("--url", default="http://localhost:5561", help="control API base URL")
+    pub.add_argument("--url", default=os.environ.get("GRIP_URL", "http://localhost:5561"),
+                     help="control API base URL, or a GRIP URL with ?iss=&key= to sign "
+                     "with (default: $GRIP_URL, else http://localhost:5561)")
+    pub.add_argument("-u", "--user", help="USER:PASSWORD for Basic authentication")
     pub.add_argument("--id")
     pub.add_argument("--prev-id")
     pub.add_argument("--sender", help="sets meta 'sender'")
@@ -204,8 +211,18 @@ def _publish(args: argparse.Namespace) -> int:
             response["headers"] = [[p.strip() for p in h.split(":", 1)] for h in args.header]
         item["formats"] = {"http-response": response, "http-stream": {"content": http_content},
                            "ws-message": {"content": content}}
+    if args.user is not None and ":" not in args.user:
+        print("Error: --user must be USER:PASSWORD", file=sys.stderr)
+        return 1
+    auth = tuple(args.user.split(":", 1)) if args.user else None
     try:
-        resp = httpx.post(args.url.rstrip("/") + "/publish/", json={"items": [item]})
+        url, headers = _grip_url(args.url)
+    except ValueError as e:
+        print(f"Error: key: {e}", file=sys.stderr)
+        return 1
+    try:
+        resp = httpx.post(url + "/publish/", json={"items": [item]}, headers=headers,
+                          auth=auth)
     except httpx.HTTPError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1
@@ -214,6 +231,19 @@ def _publish(args: argparse.Namespace) -> int:
         return 1
     print("Published")
     return 0
+
+
+def _grip_url(url: str) -> tuple[str, dict[str, str]]:
+    """The control URL without query, and the credentials its ``iss``/``key`` ask for:
+    a JWT signed with the key, or the key itself without ``iss``, as gripcontrol does."""
+    parts = urlsplit(url)
+    params = parse_qs(parts.query)
+    base = urlunsplit(parts._replace(query="")).rstrip("/")
+    key, iss = params.get("key", [""])[0], params.get("iss", [""])[0]
+    if not key:
+        return base, {}
+    token = Signer(iss, key).token(time.time()) if iss else key
+    return base, {"authorization": f"Bearer {token}"}
 
 
 if __name__ == "__main__":

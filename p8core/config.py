@@ -24,6 +24,7 @@ DEFAULT_SOURCE = "<defaults>"
 UNIX_PATH_MAX = 107
 """Longest Unix socket path the kernel takes (``sun_path`` less its final NUL)."""
 DEFAULT_ROUTES = (Route(targets=("test",), source="default route"),)
+MIN_RELOAD_INTERVAL = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,10 @@ class ServerConfig:
     gc_freeze_step: int = 1000
     """Freeze the heap after this many new connections, keeping full garbage collections
     short while many are held (``0``: never)."""
+    reload_watch: bool = False
+    """Reload when the config file or its routes file changes (SIGHUP always reloads)."""
+    reload_interval: float = 1.0
+    """Seconds between two looks at the files' modification times."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,10 @@ class ControlConfig:
     """Largest publish body, in bytes; a larger one gets ``400``."""
     max_headers: int = 10_000
     """Largest control request head, in bytes."""
+    key: str = ""
+    """Publishers must authenticate with this key (see ``server.publish_auth``)."""
+    iss: str = ""
+    """The ``iss`` a publisher's JWT must carry; empty accepts any."""
 
     @property
     def address(self) -> Address:
@@ -281,6 +290,9 @@ def build_config(raw: Mapping[str, Any], source: str, base_dir: Path,
             raise ConfigError(source, name, "unknown table")
     server = parse_table(ServerConfig, _table(raw, "server", source), source, "server")
     check_listeners(server, source)
+    if server.reload_interval < MIN_RELOAD_INTERVAL:
+        raise ConfigError(source, "server.reload_interval",
+                          f"must be at least {MIN_RELOAD_INTERVAL} seconds")
     control = parse_table(ControlConfig, _table(raw, "control", source), source, "control")
     parse_address(control.listen, source, "control.listen")
     proxy = parse_table(ProxyConfig, _table(raw, "proxy", source), source, "proxy")

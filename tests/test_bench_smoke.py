@@ -30,3 +30,18 @@ def test_every_scenario_completes_without_loss(tmp_path: Path) -> None:
     assert losses == dict.fromkeys(NAMES, 0)
     assert all(s["kind"] == "p8" for s in samples)
     assert "| idle_streams |" in out.read_text()
+
+
+def test_soak_churn_leaves_an_empty_hub(tmp_path: Path) -> None:
+    """A few seconds of the soak test: every client kind connects and leaves while
+    publishes flow, and once they are gone the hub and the held exchanges are empty."""
+    out = tmp_path / "SOAK.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--minutes", "0.05", "--sample-every", "1.5",
+         "--streams", "4", "--longpolls", "4", "--websockets", "4", "--max-lifetime", "1",
+         "--linger", "0.5", "--id-ttl", "0.5", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = out.read_text()
+    assert report.startswith("## Soak\n") and "| minute | RSS MiB |" in report
+    assert '"channels": 0, "subscribers": 0' in report and "— empty." in report

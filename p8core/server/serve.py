@@ -18,6 +18,7 @@ from .control import ControlApi
 from .heap import HeapFreezer
 from .listeners import Listeners, listen, open_client_listeners
 from .proxying import Proxy
+from .reload import Reloader
 from .timers import TimerWheel
 
 log = structlog.get_logger().bind(component="server")
@@ -69,11 +70,11 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
         return await app.proxy.handle(conn, req)
 
     def client_factory(tls: bool) -> asyncio.Protocol:
-        if len(clients) >= cfg.server.max_connections:
+        if len(clients) >= app.config.server.max_connections:
             app.metrics.connections_refused += 1
             return Refuse()
         conn = HttpConnection(client_handler, tg.start_soon,
-                              max_header_size=cfg.server.client_buffer_size,
+                              max_header_size=app.config.server.client_buffer_size,
                               on_close=clients.discard, ssl=tls)
         clients.add(conn)
         app.metrics.connections += 1
@@ -81,7 +82,7 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
 
     def control_factory() -> asyncio.Protocol:
         return HttpConnection(control.handle, tg.start_soon,
-                              max_header_size=cfg.control.max_headers,
+                              max_header_size=app.config.control.max_headers,
                               on_close=_ignore, head_too_large=400)
 
     async with anyio.create_task_group() as tg:
@@ -94,6 +95,8 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
                                                   caddr.port))
             tg.start_soon(_tick, app, clients)
             tg.start_soon(app.proxy.run_updates)
+            if app.config_path is not None:
+                tg.start_soon(Reloader(app, app.config_path).run)
             for offered in app.pm.hook.p8_services(app=app):
                 for service in offered:
                     tg.start_soon(service)
