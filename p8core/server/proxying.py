@@ -78,6 +78,7 @@ class Proxy:
             conn.respond(502, f"No route for host: {req.host}\n".encode())
             self._log(req, None, 502, started)
             return True
+        conn.route = route
         recorder = BodyRecorder(conn.body(), self.app.config.proxy.max_grip_body)
         length = request_body_length(req.headers)
         return await self._forward(conn, req, route, recorder.chunks(), length, recorder, (),
@@ -206,7 +207,11 @@ class Proxy:
         timeout = self.app.config.proxy.backend_timeout
         for i, target in enumerate(route.targets):
             try:
-                return await self.app.connector(target, route).request(outbound, timeout=timeout)
+                with self.app.telemetry.origin_call("proxy", target) as call:
+                    resp = await self.app.connector(target, route).request(outbound,
+                                                                           timeout=timeout)
+                    call.status = resp.status
+                return resp
             except OriginError:
                 if i + 1 == len(route.targets) or (recorder and recorder.consumed):
                     raise

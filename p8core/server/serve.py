@@ -60,12 +60,18 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
     control = ControlApi(app)
     clients: set[HttpConnection] = set()
     servers: list[asyncio.Server] = []
+    telemetry = app.telemetry
 
     async def client_handler(conn: HttpConnection, req: ClientRequest) -> bool:
         for transport in app.transports:
             if transport.claims(req):
+                conn.transport_name = transport.name
                 return await transport.serve(app, conn, req)
         return await app.proxy.handle(conn, req)
+
+    def client_closed(conn: HttpConnection) -> None:
+        clients.discard(conn)
+        telemetry.closed(conn)
 
     def client_factory() -> asyncio.Protocol:
         if len(clients) >= cfg.server.max_connections:
@@ -73,8 +79,10 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
             return Refuse()
         conn = HttpConnection(client_handler, tg.start_soon,
                               max_header_size=cfg.server.client_buffer_size,
-                              on_close=clients.discard)
+                              on_close=client_closed, traffic=telemetry.traffic)
         clients.add(conn)
+        conn.id = telemetry.next_id()
+        telemetry.opened(conn)
         app.metrics.connections += 1
         return conn
 
@@ -100,8 +108,13 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
             log.info("listening", client=[str(a) for a in cfg.server.addresses],
                      ports=list(bound.client), control=bound.control)
             task_status.started(bound)
+            # One turn of the loop: each service runs up to its first wait, having bound
+            # its sockets (or failed, which stops the server).
+            await anyio.sleep(0)
+            telemetry.ready = True
             await anyio.sleep_forever()
         finally:
+            telemetry.ready = False
             with anyio.CancelScope(shield=True):
                 await _shutdown(app, servers, clients)
 
