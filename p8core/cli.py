@@ -1,4 +1,5 @@
-"""The ``p8`` command: ``run``, ``check``, ``plugins``, ``publish``. Logging is set up here."""
+"""The ``p8`` command: ``run``, ``check``, ``plugins``, ``publish``, ``stats``. Logging is set
+up here."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import anyio
 import structlog
 
+from . import cli_publish, cli_stats
 from .app import App
 from .errors import P8Error
 from .plugins import describe_plugins
@@ -51,20 +53,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("--log-level", default="info",
                            choices=["debug", "info", "warning", "error"])
-    pub = sub.add_parser("publish", help="publish one item through the control API")
-    pub.add_argument("channel")
-    pub.add_argument("content", nargs="?", help="the content; @file reads a file")
-    pub.add_argument("--url", default="http://localhost:5561", help="control API base URL")
-    pub.add_argument("--id")
-    pub.add_argument("--prev-id")
-    pub.add_argument("--sender", help="sets meta 'sender'")
-    pub.add_argument("-M", "--meta", action="append", default=[], help="meta K=V")
-    pub.add_argument("--code", type=int, default=200, help="http-response status code")
-    pub.add_argument("-H", "--header", action="append", default=[], help="'Name: value'")
-    action = pub.add_mutually_exclusive_group()
-    action.add_argument("--hint", action="store_true", help="send action hint")
-    action.add_argument("--close", action="store_true", help="send action close")
-    pub.add_argument("--no-eol", action="store_true", help="no newline after HTTP payloads")
+    cli_publish.add_parser(sub)
+    cli_stats.add_parser(sub)
     return parser
 
 
@@ -78,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(App.from_file(args.config))
         if args.command == "plugins":
             return _plugins(App.from_file(args.config))
-        return _publish(args)
+        if args.command == "stats":
+            return cli_stats.run(args)
+        return cli_publish.run(args)
     except P8Error as e:
         print(f"p8: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -141,50 +133,6 @@ def _plugins(app: App) -> int:
         for names in info.registers.values():
             for name in names:
                 print(f"    {name}")
-    return 0
-
-
-def _publish(args: argparse.Namespace) -> int:
-    import httpx
-
-    if args.content is None and not (args.hint or args.close):
-        print("Error: must specify content", file=sys.stderr)
-        return 1
-    content = args.content or ""
-    if content.startswith("@"):
-        content = http_content = Path(content[1:]).read_text()
-    else:
-        http_content = content if args.no_eol else content + "\n"
-    item: dict[str, Any] = {"channel": args.channel}
-    if args.id:
-        item["id"] = args.id
-    if args.prev_id:
-        item["prev-id"] = args.prev_id
-    meta = dict(kv.split("=", 1) for kv in args.meta)
-    if args.sender:
-        meta["sender"] = args.sender
-    if meta:
-        item["meta"] = meta
-    if args.hint:
-        item["formats"] = {f: {"action": "hint"}
-                           for f in ("http-response", "http-stream", "ws-message")}
-    elif args.close:
-        item["formats"] = {"http-stream": {"action": "close"}, "ws-message": {"action": "close"}}
-    else:
-        response: dict[str, Any] = {"code": args.code, "body": http_content}
-        if args.header:
-            response["headers"] = [[p.strip() for p in h.split(":", 1)] for h in args.header]
-        item["formats"] = {"http-response": response, "http-stream": {"content": http_content},
-                           "ws-message": {"content": content}}
-    try:
-        resp = httpx.post(args.url.rstrip("/") + "/publish/", json={"items": [item]})
-    except httpx.HTTPError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 1
-    if resp.status_code != 200:
-        print(f"Error: {resp.text.strip()}", file=sys.stderr)
-        return 1
-    print("Published")
     return 0
 
 
