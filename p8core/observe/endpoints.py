@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST
-
 from .prometheus import exposition
 
 if TYPE_CHECKING:
@@ -17,6 +15,8 @@ Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 """Status, body and headers (the content type first)."""
 
 _TEXT = (b"content-type", b"text/plain")
+EXPOSITION = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+"""The Prometheus text format every scraper reads."""
 
 
 def answer(app: App, method: bytes, path: str) -> Answer | None:
@@ -30,7 +30,7 @@ def answer(app: App, method: bytes, path: str) -> Answer | None:
     if method != b"GET":
         return 405, b"Method not allowed: %s.\n" % method, [_TEXT, (b"allow", b"GET")]
     if path == "/metrics":
-        return 200, exposition(app), [(b"content-type", CONTENT_TYPE_LATEST.encode())]
+        return 200, exposition(app), [EXPOSITION]
     if path == "/healthz" or app.telemetry.ready:
         return 200, b"OK\n", [_TEXT]
     return 503, b"Not ready.\n", [_TEXT]

@@ -35,10 +35,6 @@ class LabelledCounts:
         """The total of ``key`` so far (0 if never added to)."""
         return self.counts.get(key, 0)
 
-    def total(self) -> int:
-        """The sum over every key."""
-        return sum(self.counts.values())
-
 
 class Histogram:
     """Observations counted in fixed buckets, with their sum (Prometheus' shape)."""
