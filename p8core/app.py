@@ -212,11 +212,12 @@ class App:
         """
         now = self.clock()
         started = time.perf_counter() if received is None else received
-        counts = self.telemetry.publishes
+        counts = self.telemetry.publishes.counts
         delivered = 0
         for item in items:
             for fmt in item.formats:
-                counts.add((input, fmt))
+                key = (input, fmt)
+                counts[key] = counts.get(key, 0) + 1
             delivered += self.hub.publish(item, now)
         if delivered:
             self.telemetry.publish_latency.observe(time.perf_counter() - started)
