@@ -175,6 +175,7 @@ class App:
         return self._publish_all(lambda: parse_items(raws, self.formats), input)
 
     def _publish_all(self, parse: Callable[[], ParsedPublish], input: str) -> int:
+        """Parse (counting a rejection), then publish what was parsed."""
         received = time.perf_counter()
         try:
             parsed = parse()
@@ -193,20 +194,17 @@ class App:
         :param input: where the item came from, for metrics (``zmq-pull``, ``zmq-sub``).
         :raises PublishError: the item is invalid; nothing was published.
         """
-        received = time.perf_counter()
-        try:
+        def parse() -> ParsedPublish:
             item, ignored = PublishItem.from_json(raw, self.formats, channel=channel)
-        except PublishError:
-            self.metrics.publishes_rejected += 1
-            raise
-        self.metrics.formats_ignored += ignored
-        self.publish([item], input=input, received=received)
+            return ParsedPublish((item,), ignored)
+
+        self._publish_all(parse, input)
 
     def publish(self, items: tuple[PublishItem, ...] | list[PublishItem], *,
                 input: str = "api", received: float | None = None) -> None:
         """Hand already-parsed items to the hub, in order.
 
-        :param input: where the items came from, for metrics.
+        :param input: where the items came from, for metrics (``api`` when not said).
         :param received: ``time.perf_counter()`` when the publish arrived; the time until
             its fan-out is done feeds the publish latency histogram.
         """

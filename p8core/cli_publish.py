@@ -142,7 +142,7 @@ def _code(text: str) -> int:
     return int(text)
 
 
-def as_json(item: dict[str, Any]) -> dict[str, Any]:
+def _as_json(item: dict[str, Any]) -> dict[str, Any]:
     """``item`` for the JSON control API: a payload that is not UTF-8 goes base64-encoded
     under ``body-bin`` / ``content-bin``."""
     formats = {}
@@ -160,7 +160,7 @@ def as_json(item: dict[str, Any]) -> dict[str, Any]:
     return {**item, "formats": formats}
 
 
-def control_endpoint(spec: str) -> tuple[str, dict[str, str]]:
+def _control_endpoint(spec: str) -> tuple[str, dict[str, str]]:
     """The publish URL of a GRIP URL and the headers its credentials ask for.
 
     ``iss`` and ``key`` (``base64:`` allowed) in the query become a ``Bearer`` JWT, as
@@ -184,7 +184,7 @@ def control_endpoint(spec: str) -> tuple[str, dict[str, str]]:
 def _post(spec: str, item: dict[str, Any], user: str | None) -> None:
     import httpx
 
-    url, headers = control_endpoint(spec)
+    url, headers = _control_endpoint(spec)
     auth = None
     if user is not None:
         if not spec.startswith("https://"):
@@ -192,7 +192,7 @@ def _post(spec: str, item: dict[str, Any], user: str | None) -> None:
         name, _, password = user.partition(":")
         auth = httpx.BasicAuth(name, password)
     try:
-        resp = httpx.post(url, json={"items": [as_json(item)]}, headers=headers, auth=auth)
+        resp = httpx.post(url, json={"items": [_as_json(item)]}, headers=headers, auth=auth)
     except httpx.HTTPError as e:
         raise PublishFailed(str(e) or type(e).__name__) from None
     if resp.status_code != 200:

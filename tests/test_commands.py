@@ -8,9 +8,8 @@ from collections.abc import Mapping
 import anyio
 import pytest
 
-from p8core import PluginError, PublishItem, hookimpl
+from p8core import Command, CommandError, PluginError, PublishItem, hookimpl
 from p8core.app import App
-from p8core.commands import Command, CommandError
 from p8core.plugins import describe_plugins
 from p8core.testing import run_p8
 

@@ -3,8 +3,14 @@ publish format ``ws-message``."""
 
 from __future__ import annotations
 
-from p8core import ClientTransport, Config, ConfigSection, PublishFormat, hookimpl
-from p8core.commands import Command
+from p8core import (
+    ClientTransport,
+    Command,
+    Config,
+    ConfigSection,
+    PublishFormat,
+    hookimpl,
+)
 
 from .format import WsMessageFormat
 from .refresh import Refresh

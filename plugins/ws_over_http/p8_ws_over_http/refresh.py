@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from p8core.commands import Command, CommandError, text
+from p8core import Command, CommandError
+from p8core.commands import text
 
 from .transport import WebSocketTransport
 

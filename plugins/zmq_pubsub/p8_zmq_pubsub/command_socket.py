@@ -9,8 +9,8 @@ import structlog
 import zmq
 import zmq.asyncio
 
+from p8core import Command
 from p8core.app import App
-from p8core.commands import Command
 
 from .settings import ZmqSettings
 from .sockets import bind

@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from p8core import Config, ConfigSection, hookimpl
+from p8core import Command, Config, ConfigSection, hookimpl
 from p8core.app import App
-from p8core.commands import Command
 
 from .command_socket import GetZmqUris, serve_commands
 from .inputs import ZmqInputs
