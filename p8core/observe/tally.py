@@ -26,10 +26,10 @@ class LabelledCounts:
         self.labels = labels
         self.counts: dict[tuple[str, ...], int] = {}
 
-    def add(self, key: tuple[str, ...], n: int = 1) -> None:
-        """Add ``n`` to the total of ``key`` (one value per label)."""
+    def add(self, key: tuple[str, ...]) -> None:
+        """Count one more under ``key`` (one value per label)."""
         counts = self.counts
-        counts[key] = counts.get(key, 0) + n
+        counts[key] = counts.get(key, 0) + 1
 
     def get(self, key: tuple[str, ...]) -> int:
         """The total of ``key`` so far (0 if never added to)."""
@@ -51,11 +51,6 @@ class Histogram:
         """Count one observation (in seconds, for the default bounds)."""
         self.buckets[bisect_left(self.bounds, value)] += 1
         self.sum += value
-
-    @property
-    def count(self) -> int:
-        """How many observations there were."""
-        return sum(self.buckets)
 
     def cumulative(self) -> Iterator[tuple[str, int]]:
         """``(upper bound, observations at or below it)`` pairs, ending with ``+Inf``."""
