@@ -273,7 +273,7 @@ def _ready(server: Server, timeout: float) -> Server:
 
 def start_p8(workdir: Path, route: Route, cpu: int | None, *, timeout: float = 30.0) -> Server:
     """p8 through ``bench.p8_server`` (``p8 run`` plus a SIGUSR1-timed full GC)."""
-    port, control, pull, sub = (free_port() for _ in range(4))
+    port, control, pull, sub, command = (free_port() for _ in range(5))
     target = route.target if route.target == "test" else f"http://{route.target}"
     config = textwrap.dedent(f"""\
         # p8, equivalent to the Pushpin config beside it (pushpin.conf, routes)
@@ -286,6 +286,7 @@ def start_p8(workdir: Path, route: Route, cpu: int | None, *, timeout: float = 3
         [plugins.zmq_pubsub]
         pull = "tcp://127.0.0.1:{pull}"
         sub = ["tcp://127.0.0.1:{sub}"]
+        command = "tcp://127.0.0.1:{command}"
 
         [[routes]]
         host = "*"
