@@ -5,8 +5,10 @@ monitoring scripts do."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,6 +16,7 @@ import pytest
 import tnetstring
 import zmq
 import zmq.asyncio
+from anyio.streams.text import TextReceiveStream
 from p8_http_stream.testing import open_stream
 from p8_zmq_pubsub.stats import StatsBook
 
@@ -206,3 +209,37 @@ async def test_stats_socket_reports_a_client_as_it_comes_and_goes(
             ("sub", {"mode": "stream", "channel": "news", "unavailable": True,
                      "from": source})]
         sub.close(linger=0)
+
+
+PUSHPIN_TOOLS = Path("/usr/share/doc/pushpin/examples/tools")
+
+
+@pytest.mark.skipif(not (PUSHPIN_TOOLS / "monitorstats.py").exists(),
+                    reason="Pushpin's example tools are not installed")
+async def test_pushpins_own_tools_read_the_stats_and_command_sockets(
+        free_endpoint: Callable[[], str]) -> None:
+    stats, command = free_endpoint(), free_endpoint()
+    config = {"plugins": {"enabled": ["zmq_pubsub", "http_stream"], "zmq_pubsub": {
+        "pull": "", "sub": [], "command": command, "stats": stats,
+        "stats_report_interval": 0.2}}}
+    tool = [sys.executable, "-u", str(PUSHPIN_TOOLS / "monitorstats.py"), stats]
+    async with run_p8(config) as p8, await anyio.open_process(tool) as monitor:
+        assert monitor.stdout is not None
+        lines = TextReceiveStream(monitor.stdout)
+        seen = ""
+        try:
+            with anyio.fail_after(10):
+                while "report {" not in seen:  # the monitor is connected
+                    seen += await lines.receive()
+                async with open_stream(p8.bound.port, "/stream?channel=mon") as client:
+                    await client.read_until(b"[stream opened]\n")
+                    while "'channel': 'mon', 'subscribers': 1" not in seen:
+                        seen += await lines.receive()
+                called = await anyio.run_process([
+                    sys.executable, str(PUSHPIN_TOOLS / "command.py"), command, "get-zmq-uris"])
+        finally:
+            monitor.terminate()
+    assert "conn {'id': 'p8_" in seen and "'type': 'http'" in seen
+    assert "sub {'mode': 'stream', 'channel': 'mon', 'subscribers': 1, 'ttl': 60" in seen
+    assert called.stdout.decode().splitlines()[-1] == (
+        f"success: {{b'command': {command.encode()!r}}}")
