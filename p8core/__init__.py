@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .commands import Command, CommandError
 from .config import Config, ConfigSection, parse_table
 from .connector import (
     BackendWebSocket,
@@ -46,6 +47,8 @@ __all__ = [
     "CancelTimer",
     "Channel",
     "ClientTransport",
+    "Command",
+    "CommandError",
     "Config",
     "ConfigError",
     "ConfigSection",

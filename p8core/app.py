@@ -11,16 +11,24 @@ import httpx
 import pluggy
 import structlog
 
+from .commands import Command
 from .config import Config, ConfigSection, build_config, enabled_plugins, load_raw
 from .connector import Connector, target_scheme
 from .errors import ConfigError, PublishError
 from .grip.sig import Signer, Verifier
 from .hold import HoldMode
 from .metrics import Metrics
+from .observe.telemetry import Telemetry
 from .plugins import collect_named, make_plugin_manager
 from .proxy.routes import Route, Router
 from .pubsub.hub import Hub
-from .pubsub.items import PublishFormat, PublishItem, parse_publish_body
+from .pubsub.items import (
+    ParsedPublish,
+    PublishFormat,
+    PublishItem,
+    parse_items,
+    parse_publish_body,
+)
 from .server.held import HeldExchange
 from .server.listeners import tls_context
 from .server.publish_auth import PublishAuth, load_verifier
@@ -52,6 +60,8 @@ class App:
         self.transports: list[ClientTransport] = list(collect_named(
             pm, "p8_register_transports", lambda t: [t.name], "transport",
             config=config).values())
+        self.commands: Mapping[str, Command] = collect_named(
+            pm, "p8_register_commands", lambda c: [c.name], "command", config=config)
         self.connectors: dict[tuple[str, Hashable], Connector] = {}
         self.config_path: Path | None = None
         """The file the config came from (what a reload reads); None for none."""
@@ -64,6 +74,7 @@ class App:
         self.reconfigure(config)
         self.tls = tls_context(config)
         self.metrics = Metrics()
+        self.telemetry = Telemetry()
         self.held: set[HeldExchange] = set()
         self.clock: Callable[[], float] = time.monotonic
         self.spawn: Callable[..., Any] = _not_running
@@ -166,34 +177,63 @@ class App:
         :returns: the number of items published.
         :raises PublishError: the body or an item is invalid; nothing was published.
         """
+        return self._publish_all(lambda: parse_publish_body(body, self.formats), "http")
+
+    def publish_items(self, raws: object, *, input: str) -> int:
+        """Validate and publish a decoded ``items`` list (see ``from_tnetstring``); all
+        items or none.
+
+        :param input: where the items came from, for metrics (``command``).
+        :returns: the number of items published.
+        :raises PublishError: ``Invalid format: ...``; nothing was published.
+        """
+        return self._publish_all(lambda: parse_items(raws, self.formats), input)
+
+    def _publish_all(self, parse: Callable[[], ParsedPublish], input: str) -> int:
+        """Parse (counting a rejection), then publish what was parsed."""
+        received = time.perf_counter()
         try:
-            parsed = parse_publish_body(body, self.formats)
+            parsed = parse()
         except PublishError:
             self.metrics.publishes_rejected += 1
             raise
         self.metrics.formats_ignored += parsed.ignored_formats
-        self.publish(parsed.items)
+        self.publish(parsed.items, input=input, received=received)
         return len(parsed.items)
 
-    def publish_item(self, raw: object, *, channel: str | None = None) -> None:
+    def publish_item(self, raw: object, *, channel: str | None = None,
+                     input: str = "zmq") -> None:
         """Validate and publish one decoded item (the ZeroMQ inputs' path).
 
         :param channel: overrides the item's own channel (the SUB input's first frame).
+        :param input: where the item came from, for metrics (``zmq-pull``, ``zmq-sub``).
         :raises PublishError: the item is invalid; nothing was published.
         """
-        try:
+        def parse() -> ParsedPublish:
             item, ignored = PublishItem.from_json(raw, self.formats, channel=channel)
-        except PublishError:
-            self.metrics.publishes_rejected += 1
-            raise
-        self.metrics.formats_ignored += ignored
-        self.publish([item])
+            return ParsedPublish((item,), ignored)
 
-    def publish(self, items: tuple[PublishItem, ...] | list[PublishItem]) -> None:
-        """Hand already-parsed items to the hub, in order."""
+        self._publish_all(parse, input)
+
+    def publish(self, items: tuple[PublishItem, ...] | list[PublishItem], *,
+                input: str = "api", received: float | None = None) -> None:
+        """Hand already-parsed items to the hub, in order.
+
+        :param input: where the items came from, for metrics (``api`` when not said).
+        :param received: ``time.perf_counter()`` when the publish arrived; the time until
+            its fan-out is done feeds the publish latency histogram.
+        """
         now = self.clock()
+        started = time.perf_counter() if received is None else received
+        counts = self.telemetry.publishes.counts
+        delivered = 0
         for item in items:
-            self.hub.publish(item, now)
+            for fmt in item.formats:
+                key = (input, fmt)
+                counts[key] = counts.get(key, 0) + 1
+            delivered += self.hub.publish(item, now)
+        if delivered:
+            self.telemetry.publish_latency.observe(time.perf_counter() - started)
         self.metrics.publishes_accepted += 1
         self.metrics.items_published += len(items)
 

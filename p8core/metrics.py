@@ -14,6 +14,7 @@ class Metrics:
     requests: int = 0
     requests_proxied: int = 0
     holds_started: int = 0
+    holds_failed: int = 0
     slow_clients_closed: int = 0
     publishes_accepted: int = 0
     publishes_rejected: int = 0

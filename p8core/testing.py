@@ -1,8 +1,8 @@
 """Helpers for testing p8 and its plugins over real sockets.
 
 ``run_p8`` starts p8 in-process on free ports; ``Origin`` is a tiny backend on a free port
-whose answers a test scripts; ``publish`` posts items to the control API;
-``self_signed_cert`` makes a certificate for TLS listeners.
+whose answers a test scripts; ``publish`` posts items to the control API; ``scrape`` reads
+its metrics; ``self_signed_cert`` makes a certificate for TLS listeners.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import anyio
 import h11
 import httpx
 from anyio.abc import SocketStream, TaskGroup
+from prometheus_client.parser import text_string_to_metric_families
 
 from .app import App
 from .server.serve import Bound, serve
@@ -74,6 +75,31 @@ async def publish(running: Running, *items: Mapping[str, Any]) -> httpx.Response
     """POST ``items`` to p8's control API and return the answer."""
     async with httpx.AsyncClient() as client:
         return await client.post(f"{running.control_url}/publish/", json={"items": items})
+
+
+class Samples:
+    """One scrape of p8's ``/metrics``; call it with a sample's name and labels."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.samples = [(s.name, s.labels, s.value)
+                        for family in text_string_to_metric_families(text)
+                        for s in family.samples]
+
+    def __call__(self, name: str, **labels: str) -> float:
+        """The value of sample ``name`` with exactly ``labels``; 0 when there is none."""
+        for found, found_labels, value in self.samples:
+            if found == name and found_labels == labels:
+                return value
+        return 0.0
+
+
+async def scrape(running: Running) -> Samples:
+    """GET the control API's ``/metrics``."""
+    async with httpx.AsyncClient() as client:
+        resp = await client.get(f"{running.control_url}/metrics")
+    resp.raise_for_status()
+    return Samples(resp.text)
 
 
 @dataclass

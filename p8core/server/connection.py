@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any, cast
 import h11
 import structlog
 
+from ..observe.telemetry import Traffic
+
 if TYPE_CHECKING:
     from ..proxy.crossorigin import ResponseShaper
+    from ..proxy.routes import Route
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -71,8 +74,11 @@ def phrase(status: int) -> bytes:
 
 
 def _head_size(request: h11.Request) -> int:
-    """The size of a request head as sent, near enough (h11 keeps no count)."""
-    return len(request.target) + 16 + sum(len(n) + len(v) + 4 for n, v in request.headers)
+    """The size of a request head as sent, near enough (h11 keeps no count): exact unless
+    the client padded its header values with spaces."""
+    # "<method> <target> HTTP/1.1\r\n", "<name>: <value>\r\n" each, then "\r\n".
+    return (len(request.method) + len(request.target) + 14
+            + sum(len(n) + len(v) + 4 for n, v in request.headers))
 
 
 class ConnectionGone(Exception):
@@ -88,8 +94,17 @@ class HttpConnection(asyncio.Protocol):
 
     def __init__(self, handler: Handler, spawn: Callable[..., Any], *,
                  max_header_size: int, on_close: Callable[[HttpConnection], None],
-                 ssl: bool = False, head_too_large: int = 431) -> None:
+                 ssl: bool = False, head_too_large: int = 431,
+                 traffic: Traffic | None = None) -> None:
         self.handler, self.spawn, self.on_close = handler, spawn, on_close
+        self.traffic = Traffic() if traffic is None else traffic
+        """Where this connection counts the bytes it reads and writes."""
+        self.id = ""
+        """Set by the server when it tracks the connection (``Telemetry.next_id``)."""
+        self.transport_name = "http"
+        """``"http"``, or the name of the client transport that claimed the connection."""
+        self.route: Route | None = None
+        """The route of the latest request, once routed."""
         self.head_too_large = head_too_large
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
         self.max_header_size = max_header_size
@@ -124,6 +139,7 @@ class HttpConnection(asyncio.Protocol):
         self.resume_cycle()
 
     def data_received(self, data: bytes) -> None:
+        self.traffic.received += len(data)
         self._buffer += data
         if len(self._buffer) > READ_BUFFER_MAX and not self._paused and self.transport:
             self._paused = True
@@ -200,6 +216,7 @@ class HttpConnection(asyncio.Protocol):
     def write(self, data: bytes | None) -> None:
         """Queue bytes for the client without waiting."""
         if data and self.transport is not None and not self.closed:
+            self.traffic.sent += len(data)
             self.transport.write(data)
 
     async def drain(self) -> None:
@@ -254,6 +271,8 @@ class HttpConnection(asyncio.Protocol):
         head = self.h11.send(h11.Response(status_code=status, headers=headers,
                                           reason=reason or phrase(status)))
         self._chunked = head is not None and CHUNKED_LINE in head.lower()
+        if head and not self.closed:
+            self.traffic.head_sent += len(head)
         self.write(head)
 
     def _send_data(self, data: bytes) -> None:
@@ -293,9 +312,11 @@ class HttpConnection(asyncio.Protocol):
                 event = await self.next_event()
                 if not isinstance(event, h11.Request):
                     break
-                if _head_size(event) > self.max_header_size:
+                head_size = _head_size(event)
+                if head_size > self.max_header_size:
                     raise h11.RemoteProtocolError("request head too large", 431)
                 self._method = event.method
+                self.traffic.head_received += head_size
                 request = ClientRequest(event.method, event.target, list(event.headers),
                                         event.http_version, self.peer, self.ssl)
                 if not await self.handler(self, request):

@@ -1,4 +1,5 @@
-"""The HTTP control API: ``POST /publish/`` and ``POST /recover`` (publishing.md §2)."""
+"""The HTTP control API: ``POST /publish/`` and ``POST /recover`` (publishing.md §2), and
+the observation endpoints (``/metrics``, ``/healthz``, ``/readyz``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from ..errors import PublishError
+from ..observe.endpoints import answer as observation
 from ..proxy.headers import request_body_length
 from .connection import ClientRequest, HttpConnection
 
@@ -58,6 +60,10 @@ class ControlApi:
         path = req.path[:-1] if req.path.endswith("/") and req.path != "/" else req.path
         if path == "/":
             self._answer(conn, 200, b"p8 API\n")
+            return False
+        observed = observation(self.app, req.method, path)
+        if observed is not None:
+            self._answer(conn, *observed)
             return False
         action = self.routes.get(path)
         if action is None:

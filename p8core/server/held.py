@@ -103,6 +103,7 @@ class HeldExchange:
         try:
             self.run(handler(*args))
         except Exception:
+            self.app.metrics.holds_failed += 1
             log.exception("hold_failed", mode=self.mode.name, peer=self.conn.peer)
             self._end()
             self.conn.abort()

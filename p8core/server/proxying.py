@@ -84,6 +84,7 @@ class Proxy:
             conn.respond(502, f"No route for host: {req.host}\n".encode())
             self._log(req, None, 502, started)
             return True
+        conn.route = route
         body, length = conn.body(), request_body_length(req.headers)
         if conn.shaper is not None:
             try:
@@ -224,7 +225,11 @@ class Proxy:
         timeout = self.app.config.proxy.backend_timeout
         for i, target in enumerate(route.targets):
             try:
-                return await self.app.connector(target, route).request(outbound, timeout=timeout)
+                with self.app.telemetry.origin_call("proxy", target) as call:
+                    resp = await self.app.connector(target, route).request(outbound,
+                                                                           timeout=timeout)
+                    call.status = resp.status
+                return resp
             except OriginError:
                 if i + 1 == len(route.targets) or (recorder and recorder.consumed):
                     raise

@@ -62,12 +62,18 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
     control = ControlApi(app)
     clients: set[HttpConnection] = set()
     listeners = Listeners()
+    telemetry = app.telemetry
 
     async def client_handler(conn: HttpConnection, req: ClientRequest) -> bool:
         for transport in app.transports:
             if transport.claims(req):
+                conn.transport_name = transport.name
                 return await transport.serve(app, conn, req)
         return await app.proxy.handle(conn, req)
+
+    def client_closed(conn: HttpConnection) -> None:
+        clients.discard(conn)
+        telemetry.closed(conn)
 
     def client_factory(tls: bool) -> asyncio.Protocol:
         if len(clients) >= app.config.server.max_connections:
@@ -75,8 +81,10 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
             return Refuse()
         conn = HttpConnection(client_handler, tg.start_soon,
                               max_header_size=app.config.server.client_buffer_size,
-                              on_close=clients.discard, ssl=tls)
+                              on_close=client_closed, ssl=tls, traffic=telemetry.traffic)
         clients.add(conn)
+        conn.id = telemetry.next_id()
+        telemetry.opened(conn)
         app.metrics.connections += 1
         return conn
 
@@ -107,8 +115,13 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
                      tls=list(cfg.server.tls_listen), tls_ports=list(bound.tls),
                      unix=[str(p) for p in listeners.unix_paths], control=bound.control)
             task_status.started(bound)
+            # One turn of the loop: each service runs up to its first wait, having bound
+            # its sockets (or failed, which stops the server).
+            await anyio.sleep(0)
+            telemetry.ready = True
             await anyio.sleep_forever()
         finally:
+            telemetry.ready = False
             with anyio.CancelScope(shield=True):
                 await _shutdown(app, listeners, clients)
 
