@@ -10,6 +10,7 @@ from .connector import (
     OriginRequest,
     OriginResponse,
     OriginTimeout,
+    RequestTooLarge,
 )
 from .errors import ConfigError, InstructionError, P8Error, PluginError, PublishError
 from .grip.instructions import Channel, Instruct, KeepAlive, NextLink
@@ -67,6 +68,7 @@ __all__ = [
     "PublishFormat",
     "PublishItem",
     "Report",
+    "RequestTooLarge",
     "Retry",
     "SendBody",
     "SendHead",

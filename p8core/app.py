@@ -7,13 +7,14 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx
 import pluggy
 import structlog
 
 from .config import Config, ConfigSection, build_config, enabled_plugins, load_raw
 from .connector import Connector, target_scheme
-from .errors import ConfigError, PublishError
+from .errors import ConfigError, PublishBusy, PublishError
 from .grip.sig import Signer, Verifier
 from .hold import HoldMode
 from .metrics import Metrics
@@ -21,6 +22,7 @@ from .plugins import collect_named, make_plugin_manager
 from .proxy.routes import Route, Router
 from .pubsub.hub import Hub
 from .pubsub.items import PublishFormat, PublishItem, parse_publish_body
+from .pubsub.rate import DeliveryRate
 from .server.held import HeldExchange
 from .transport import ClientTransport
 
@@ -60,6 +62,9 @@ class App:
         self.signer = self._signer(config.proxy.sig_iss, config.proxy.sig_key, "proxy.sig_key")
         self.verifier = self._verifier()
         self.metrics = Metrics()
+        self.rate = (DeliveryRate(pubsub.message_rate, pubsub.message_hwm)
+                     if pubsub.message_rate else None)
+        self._rate_wakeup: anyio.Event | None = None
         self.held: set[HeldExchange] = set()
         self.clock: Callable[[], float] = time.monotonic
         self.spawn: Callable[..., Any] = _not_running
@@ -149,38 +154,83 @@ class App:
         """Parse and publish a control-API body; all items or none.
 
         :returns: the number of items published.
-        :raises PublishError: the body or an item is invalid; nothing was published.
+        :raises PublishError: the body or an item is invalid, or (``PublishBusy``) too
+            many deliveries are waiting; nothing was published.
         """
         try:
             parsed = parse_publish_body(body, self.formats)
+            self._check_channels(parsed.items)
         except PublishError:
             self.metrics.publishes_rejected += 1
             raise
-        self.metrics.formats_ignored += parsed.ignored_formats
         self.publish(parsed.items)
+        self.metrics.formats_ignored += parsed.ignored_formats
         return len(parsed.items)
 
     def publish_item(self, raw: object, *, channel: str | None = None) -> None:
         """Validate and publish one decoded item (the ZeroMQ inputs' path).
 
         :param channel: overrides the item's own channel (the SUB input's first frame).
-        :raises PublishError: the item is invalid; nothing was published.
+        :raises PublishError: the item is invalid, or (``PublishBusy``) too many
+            deliveries are waiting; nothing was published.
         """
         try:
             item, ignored = PublishItem.from_json(raw, self.formats, channel=channel)
+            self._check_channels([item])
         except PublishError:
             self.metrics.publishes_rejected += 1
             raise
-        self.metrics.formats_ignored += ignored
         self.publish([item])
+        self.metrics.formats_ignored += ignored
 
-    def publish(self, items: tuple[PublishItem, ...] | list[PublishItem]) -> None:
-        """Hand already-parsed items to the hub, in order."""
-        now = self.clock()
+    def _check_channels(self, items: Sequence[PublishItem]) -> None:
+        limit = self.config.pubsub.max_channel_name
         for item in items:
-            self.hub.publish(item, now)
+            if len(item.channel) > limit:
+                self.metrics.rejected_channel_name += 1
+                raise PublishError(f"publish item object contains 'channel' longer than "
+                                   f"{limit} characters")
+
+    def publish(self, items: Sequence[PublishItem]) -> None:
+        """Hand already-parsed items to the hub, in order, within ``message_rate``.
+
+        :raises PublishBusy: ``message_hwm`` deliveries are waiting; nothing was published.
+        """
+        now = self.clock()
+        rate = self.rate
+        if rate is None:
+            for item in items:
+                self.hub.publish(item, now)
+        else:
+            weights = [max(self.hub.receivers(item), 1) for item in items]
+            if not rate.admits(sum(weights)):
+                self.metrics.rejected_publish_rate += 1
+                raise PublishBusy(f"Too many deliveries waiting: {rate.pending} "
+                                  f"(message_hwm {rate.hwm}).")
+            for item, weight in zip(items, weights, strict=True):
+                if rate.offer(item, weight, now):
+                    self.hub.publish(item, now)
+                else:
+                    self.metrics.publishes_delayed += 1
+            if rate.waiting and self._rate_wakeup is not None:
+                self._rate_wakeup.set()
         self.metrics.publishes_accepted += 1
         self.metrics.items_published += len(items)
+
+    async def release_delayed(self) -> None:
+        """Deliver the items waiting for ``message_rate`` as it allows (run by the server)."""
+        rate = self.rate
+        if rate is None:
+            return
+        while True:
+            self._rate_wakeup = anyio.Event()
+            if not rate.waiting:
+                await self._rate_wakeup.wait()
+            while rate.waiting:
+                await anyio.sleep(rate.interval)
+                now = self.clock()
+                for item in rate.release(now):
+                    self.hub.publish(item, now)
 
     def first_subscription(self, channel: str) -> None:
         """A channel got its first subscriber: refresh its exchanges a second later, so a

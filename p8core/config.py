@@ -55,6 +55,8 @@ class ServerConfig:
     client_buffer_size: int = 8192
     write_buffer_max: int = 1_048_576
     """Bytes a held connection may have unsent before it is closed as too slow."""
+    max_request_body: int = 1_073_741_824
+    """Largest client request body passed to a backend; a bigger one gets 413."""
     shutdown_grace: float = 3.0
 
     @property
@@ -98,6 +100,12 @@ class PubsubConfig:
     """Milliseconds an out-of-order item waits for its predecessor."""
     subscription_linger: float = 60.0
     connection_subscription_max: int = 20
+    max_channel_name: int = 1024
+    """Longest channel name, in characters, that may be published to or subscribed to."""
+    message_rate: int = 0
+    """Deliveries per second, all channels together; 0 means unlimited."""
+    message_hwm: int = 25_000
+    """Deliveries that may wait for ``message_rate``; publishes beyond them get 429."""
 
 
 @dataclass(frozen=True, slots=True)

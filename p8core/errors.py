@@ -21,6 +21,12 @@ class PublishError(P8Error):
     status_hint = 400
 
 
+class PublishBusy(PublishError):
+    """A valid publish refused because too many deliveries are waiting (``message_hwm``)."""
+
+    status_hint = 429
+
+
 class InstructionError(P8Error):
     """The origin sent GRIP instructions p8 cannot follow; the client gets a 502."""
 

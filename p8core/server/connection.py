@@ -17,6 +17,8 @@ from typing import Any, cast
 import h11
 import structlog
 
+from ..metrics import Metrics
+
 Headers = list[tuple[bytes, bytes]]
 
 log = structlog.get_logger().bind(component="connection")
@@ -83,8 +85,9 @@ class HttpConnection(asyncio.Protocol):
 
     def __init__(self, handler: Handler, spawn: Callable[..., Any], *,
                  max_header_size: int, on_close: Callable[[HttpConnection], None],
-                 ssl: bool = False, head_too_large: int = 431) -> None:
+                 metrics: Metrics, ssl: bool = False, head_too_large: int = 431) -> None:
         self.handler, self.spawn, self.on_close = handler, spawn, on_close
+        self.metrics = metrics
         self.head_too_large = head_too_large
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
         self.max_header_size = max_header_size
@@ -291,8 +294,10 @@ class HttpConnection(asyncio.Protocol):
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         if e.error_status_hint == 431:
+            self.metrics.rejected_head_too_large += 1
             status, body = self.head_too_large, b"Request header too large.\n"
         else:
+            self.metrics.rejected_bad_request += 1
             status, body = 400, f"Bad request: {e}\n".encode()
         self.respond(status, body,
                      [(b"content-type", b"text/plain"), (b"connection", b"close")])

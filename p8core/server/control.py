@@ -61,8 +61,10 @@ class ControlApi:
         if length is None:
             self._answer(conn, 411, b"Request requires Content-Length.\n")
             return False
-        if length > self.app.config.control.max_body:
-            self._answer(conn, 400, b"Request body too large.\n")
+        max_body = self.app.config.control.max_body
+        if length > max_body:
+            self.app.metrics.rejected_publish_too_large += 1
+            self._answer(conn, 413, b"Request body too large: over %d bytes.\n" % max_body)
             return False
         body = bytearray()
         async for chunk in conn.body():

@@ -12,7 +12,13 @@ import anyio
 import httpx
 import structlog
 
-from ..connector import OriginError, OriginRequest, OriginResponse
+from ..connector import (
+    OriginError,
+    OriginRequest,
+    OriginResponse,
+    OriginTimeout,
+    RequestTooLarge,
+)
 from ..errors import InstructionError
 from ..grip.instructions import Instruct, is_grip_response, parse_instruct
 from ..hold import Fetch, Fetched, HeldRequest, Hold
@@ -34,12 +40,13 @@ UPDATE_RATE = 10.0
 
 
 class BodyRecorder:
-    """Passes a request body through while keeping its first ``limit`` bytes for retries."""
+    """Passes at most ``max_size`` bytes of a request body through, keeping its first
+    ``limit`` bytes for retries."""
 
-    __slots__ = ("consumed", "kept", "limit", "overflowed", "source")
+    __slots__ = ("consumed", "kept", "limit", "max_size", "overflowed", "source")
 
-    def __init__(self, source: AsyncIterator[bytes], limit: int) -> None:
-        self.source, self.limit = source, limit
+    def __init__(self, source: AsyncIterator[bytes], limit: int, max_size: int) -> None:
+        self.source, self.limit, self.max_size = source, limit, max_size
         self.kept = bytearray()
         self.consumed = 0
         self.overflowed = False
@@ -47,6 +54,8 @@ class BodyRecorder:
     async def chunks(self) -> AsyncIterator[bytes]:
         async for chunk in self.source:
             self.consumed += len(chunk)
+            if self.consumed > self.max_size:
+                raise body_too_large(self.max_size)
             if not self.overflowed:
                 if len(self.kept) + len(chunk) > self.limit:
                     self.overflowed = True
@@ -54,6 +63,10 @@ class BodyRecorder:
                 else:
                     self.kept += chunk
             yield chunk
+
+
+def body_too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(f"Request body too large: over {limit} bytes.")
 
 
 async def _replay(body: bytes) -> AsyncIterator[bytes]:
@@ -78,8 +91,11 @@ class Proxy:
             conn.respond(502, f"No route for host: {req.host}\n".encode())
             self._log(req, None, 502, started)
             return True
-        recorder = BodyRecorder(conn.body(), self.app.config.proxy.max_grip_body)
+        max_size = self.app.config.server.max_request_body
         length = request_body_length(req.headers)
+        if length is not None and length > max_size:
+            return self._origin_failed(conn, req, route, body_too_large(max_size), started)
+        recorder = BodyRecorder(conn.body(), self.app.config.proxy.max_grip_body, max_size)
         return await self._forward(conn, req, route, recorder.chunks(), length, recorder, (),
                                    started)
 
@@ -156,7 +172,7 @@ class Proxy:
         request = hold.request
         req = ClientRequest(request.method, request.target, list(request.headers),
                             b"1.1", request.peer, request.ssl)
-        recorder = BodyRecorder(_replay(request.body), len(request.body))
+        recorder = BodyRecorder(_replay(request.body), len(request.body), len(request.body))
         served = False
         try:
             if await self._forward(conn, req, hold.route, recorder.chunks(),
@@ -187,11 +203,7 @@ class Proxy:
         try:
             resp = await self._send(route, outbound, recorder)
         except OriginError as e:
-            status = e.status_hint
-            conn.respond(status, f"{e}\n".encode())
-            log.warning("origin_failed", route=route.route_id, reason=str(e), status=status)
-            self._log(req, route, status, started)
-            return True
+            return self._origin_failed(conn, req, route, e, started)
         app.metrics.requests_proxied += 1
         try:
             if grip and not trusted and is_grip_response(resp.headers):
@@ -235,7 +247,11 @@ class Proxy:
                 conn.send_data(chunk)
                 sent += len(chunk)
                 await conn.drain()
+        except ConnectionGone:
+            self.app.metrics.clients_gone_mid_response += 1
+            raise
         except OriginError as e:
+            self.app.metrics.origin_broke_off += 1
             log.warning("origin_broke_off", route=route.route_id, reason=str(e))
             conn.abort()
             self._log(req, route, resp.status, started, sent)
@@ -248,7 +264,10 @@ class Proxy:
                     resp: OriginResponse, recorder: BodyRecorder, started: float) -> bool:
         """Read the instruction and answer, or start the hold it asks for."""
         limit = self.app.config.proxy.max_grip_body
-        body = await resp.read(limit)
+        try:
+            body = await resp.read(limit)
+        except OriginError as e:
+            return self._origin_failed(conn, req, route, e, started)
         if body is None:
             return self._fail(conn, req, route, started, 502,
                               f"GRIP instruct response too large from {route.targets[0]}")
@@ -285,9 +304,26 @@ class Proxy:
         last_ids = {c.name: hub.last_id(c.name) for c in instruct.channels}
         exchange = HeldExchange(self.app, conn, mode(Hold(instruct, request, route, last_ids)))
         self.app.metrics.holds_started += 1
+        self.app.metrics.rejected_subscriptions += instruct.dropped_channels
         self._log(req, route, instruct.status, started, hold=name)
         exchange.start([c.name for c in instruct.channels])
         return False
+
+    def _origin_failed(self, conn: HttpConnection, req: ClientRequest, route: Route,
+                       e: OriginError, started: float) -> bool:
+        """Answer a request its backend did not serve: ``e``'s status and one line."""
+        metrics = self.app.metrics
+        if isinstance(e, RequestTooLarge):
+            metrics.rejected_body_too_large += 1
+        elif isinstance(e, OriginTimeout):
+            metrics.origin_timeouts += 1
+        else:
+            metrics.origin_failures += 1
+        status = e.status_hint
+        conn.respond(status, f"{e}\n".encode())
+        log.warning("origin_failed", route=route.route_id, reason=str(e), status=status)
+        self._log(req, route, status, started)
+        return True
 
     def _fail(self, conn: HttpConnection, req: ClientRequest, route: Route, started: float,
               status: int, reason: str) -> bool:

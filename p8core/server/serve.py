@@ -73,7 +73,7 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
             return Refuse()
         conn = HttpConnection(client_handler, tg.start_soon,
                               max_header_size=cfg.server.client_buffer_size,
-                              on_close=clients.discard)
+                              on_close=clients.discard, metrics=app.metrics)
         clients.add(conn)
         app.metrics.connections += 1
         return conn
@@ -81,7 +81,7 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
     def control_factory() -> asyncio.Protocol:
         return HttpConnection(control.handle, tg.start_soon,
                               max_header_size=cfg.control.max_headers,
-                              on_close=_ignore, head_too_large=400)
+                              on_close=_ignore, metrics=app.metrics, head_too_large=400)
 
     async with anyio.create_task_group() as tg:
         app.spawn = partial(_spawn_guarded, tg)
@@ -92,6 +92,7 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
             servers.append(await _listen(loop, control_factory, caddr.host, caddr.port))
             tg.start_soon(_tick, app)
             tg.start_soon(app.proxy.run_updates)
+            tg.start_soon(app.release_delayed)
             for offered in app.pm.hook.p8_services(app=app):
                 for service in offered:
                     tg.start_soon(service)

@@ -55,6 +55,8 @@ from .handshake import (
     switching_headers,
 )
 from .session import (
+    CHANNEL_REFUSED,
+    SUBSCRIPTION_REFUSED,
     Accept,
     Action,
     ArmTimer,
@@ -210,6 +212,7 @@ class WohConnection:
         self.session = Session(SessionSettings(
             grip=self.grip, channel_prefix=route.prefix, implicit_channels=route.sub,
             max_subscriptions=app.config.pubsub.connection_subscription_max,
+            max_channel_name=app.config.pubsub.max_channel_name,
             one_event=route.one_event, max_batch=settings.max_batch,
             retries=settings.retries, retry_delay=settings.retry_delay,
             jitter=settings.jitter, keep_alive_min=settings.keep_alive_min,
@@ -264,6 +267,7 @@ class WohConnection:
                             else bytes(event.data))
                     size += len(data)
                     if size > self.settings.max_message:
+                        self.app.metrics.rejected_ws_message_too_large += 1
                         self._do(self.session.on_client_error(1009, "message too big"))
                         return
                     parts.append(data)
@@ -374,6 +378,10 @@ class WohConnection:
         elif isinstance(action, DropClient):
             self.conn.abort()
         elif isinstance(action, Note):
+            if action.event == SUBSCRIPTION_REFUSED:
+                self.app.metrics.rejected_subscriptions += 1
+            elif action.event == CHANNEL_REFUSED:
+                self.app.metrics.rejected_channel_name += 1
             if action.warning:
                 self.log.warning(action.event, detail=action.detail)
             else:
