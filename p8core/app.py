@@ -159,7 +159,7 @@ class App:
         """
         try:
             parsed = parse_publish_body(body, self.formats)
-            self._check_channels(parsed.items)
+            self._check_channels(parsed.items, "Invalid format: ")
         except PublishError:
             self.metrics.publishes_rejected += 1
             raise
@@ -176,20 +176,21 @@ class App:
         """
         try:
             item, ignored = PublishItem.from_json(raw, self.formats, channel=channel)
-            self._check_channels([item])
+            self._check_channels([item], "")
         except PublishError:
             self.metrics.publishes_rejected += 1
             raise
         self.publish([item])
         self.metrics.formats_ignored += ignored
 
-    def _check_channels(self, items: Sequence[PublishItem]) -> None:
+    def _check_channels(self, items: Sequence[PublishItem], prefix: str) -> None:
+        """Refuse channel names over ``max_channel_name`` (``prefix`` starts the reason)."""
         limit = self.config.pubsub.max_channel_name
         for item in items:
             if len(item.channel) > limit:
                 self.metrics.rejected_channel_name += 1
-                raise PublishError(f"publish item object contains 'channel' longer than "
-                                   f"{limit} characters")
+                raise PublishError(f"{prefix}publish item object contains 'channel' longer "
+                                   f"than {limit} characters")
 
     def publish(self, items: Sequence[PublishItem]) -> None:
         """Hand already-parsed items to the hub, in order, within ``message_rate``.
