@@ -95,7 +95,7 @@ class Bystander:
             await stream.send(f"GET {path}?channel={BYSTANDER_CHANNEL} HTTP/1.1\r\n"
                               "Host: bystander\r\n\r\n".encode())
             bystander = cls(running, stream)
-            await bystander._expect(b"[stream opened]\n")
+            await bystander.expect(b"[stream opened]\n")
             yield bystander
 
     async def check(self) -> None:
@@ -105,9 +105,10 @@ class Bystander:
         resp = await publish(self.running, {"channel": BYSTANDER_CHANNEL,
                                             "formats": {"http-stream": {"content": content}}})
         assert resp.status_code == 200, resp.text
-        await self._expect(content.encode())
+        await self.expect(content.encode())
 
-    async def _expect(self, data: bytes) -> None:
+    async def expect(self, data: bytes) -> None:
+        """Read the stream until ``data`` arrives (at most 5 s)."""
         with anyio.fail_after(5):
             while data not in self.received:
                 try:

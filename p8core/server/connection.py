@@ -95,6 +95,8 @@ class HttpConnection(asyncio.Protocol):
         self.peer = ""
         self.ssl = ssl
         self.closed = False
+        self.method = b""
+        """The method of the request being served."""
         self.on_gone: Callable[[], None] | None = None
         """Called once when the client goes away while a hold owns the connection."""
         self.on_shutdown: Callable[[], None] | None = None
@@ -102,6 +104,7 @@ class HttpConnection(asyncio.Protocol):
         owner of a long-lived exchange ends it cleanly (a last chunk, a close frame)."""
         self._buffer = bytearray()
         self._eof = False
+        self._serving = False
         self._paused = False
         self._readable: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
@@ -125,7 +128,9 @@ class HttpConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wake_reader()
-        return False
+        # A request being served still gets its answer, then the connection closes. Out of
+        # a request (idle, or held) a half-close cannot be told from a close: it ends here.
+        return self._serving
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -212,7 +217,8 @@ class HttpConnection(asyncio.Protocol):
                                               reason=reason or phrase(status))))
 
     def send_data(self, data: bytes) -> None:
-        if data:
+        """Write part of the response body (nothing, in answer to a HEAD request)."""
+        if data and self.method != b"HEAD":
             self.write(self.h11.send(h11.Data(data=data)))
 
     def send_end(self) -> None:
@@ -249,14 +255,23 @@ class HttpConnection(asyncio.Protocol):
     async def _cycles(self) -> None:
         try:
             while await self._ready_for_request():
+                self.method = b""
                 event = await self.next_event()
                 if not isinstance(event, h11.Request):
                     break
                 if _head_size(event) > self.max_header_size:
                     raise h11.RemoteProtocolError("request head too large", 431)
+                self.method = event.method
                 request = ClientRequest(event.method, event.target, list(event.headers),
                                         event.http_version, self.peer, self.ssl)
-                if not await self.handler(self, request):
+                self._serving = True
+                try:
+                    served = await self.handler(self, request)
+                finally:
+                    self._serving = False
+                if not served:
+                    if self._eof:
+                        self.close()
                     return
         except h11.RemoteProtocolError as e:
             self._reject(e)

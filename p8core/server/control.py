@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from ..errors import PublishError
+from ..errors import PublishError, one_line
 from ..proxy.headers import request_body_length
 from .connection import ClientRequest, HttpConnection
 
@@ -73,7 +73,7 @@ class ControlApi:
             message = action(bytes(body))
         except PublishError as e:
             log.warning("publish_rejected", reason=str(e))
-            self._answer(conn, e.status_hint, f"{e}\n".encode())
+            self._answer(conn, e.status_hint, f"{one_line(str(e))}\n".encode())
             return False
         if as_json:
             self._answer(conn, 200, json.dumps({"message": message}).encode() + b"\n",

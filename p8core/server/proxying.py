@@ -19,7 +19,7 @@ from ..connector import (
     OriginTimeout,
     RequestTooLarge,
 )
-from ..errors import InstructionError
+from ..errors import InstructionError, one_line
 from ..grip.instructions import Instruct, is_grip_response, parse_instruct
 from ..hold import Fetch, Fetched, HeldRequest, Hold
 from ..proxy.headers import GRIP_FEATURE, request_body_length, request_headers, response_headers
@@ -320,7 +320,7 @@ class Proxy:
         else:
             metrics.origin_failures += 1
         status = e.status_hint
-        conn.respond(status, f"{e}\n".encode())
+        conn.respond(status, f"{one_line(str(e))}\n".encode())
         log.warning("origin_failed", route=route.route_id, reason=str(e), status=status)
         self._log(req, route, status, started)
         return True
@@ -328,7 +328,7 @@ class Proxy:
     def _fail(self, conn: HttpConnection, req: ClientRequest, route: Route, started: float,
               status: int, reason: str) -> bool:
         log.warning("grip_failed", route=route.route_id, reason=reason)
-        conn.respond(status, f"{reason}\n".encode())
+        conn.respond(status, f"{one_line(reason)}\n".encode())
         self._log(req, route, status, started)
         return True
 

@@ -71,7 +71,7 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
         if len(clients) >= cfg.server.max_connections:
             app.metrics.connections_refused += 1
             return Refuse()
-        conn = HttpConnection(client_handler, tg.start_soon,
+        conn = HttpConnection(client_handler, app.spawn,
                               max_header_size=cfg.server.client_buffer_size,
                               on_close=clients.discard, metrics=app.metrics)
         clients.add(conn)
@@ -79,7 +79,7 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
         return conn
 
     def control_factory() -> asyncio.Protocol:
-        return HttpConnection(control.handle, tg.start_soon,
+        return HttpConnection(control.handle, app.spawn,
                               max_header_size=cfg.control.max_headers,
                               on_close=_ignore, metrics=app.metrics, head_too_large=400)
 
