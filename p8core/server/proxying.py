@@ -285,6 +285,9 @@ class Proxy:
             return self._fail(conn, req, route, started, 502,
                               f"Failed to parse accept instructions: {e}")
         if instruct.hold is None and instruct.next_link is None:
+            if not 200 <= instruct.status <= 999:
+                return self._fail(conn, req, route, started, 502,
+                                  f"Invalid Grip-Status code {instruct.status}.")
             conn.respond(instruct.status, instruct.body, list(instruct.headers), instruct.reason)
             self._log(req, route, instruct.status, started, len(instruct.body))
             return True
