@@ -13,6 +13,7 @@ that the bystander still receives its publishes.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -43,6 +44,8 @@ settings.register_profile(
     "p8-fuzz",
     settings.get_profile("fuzz" if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz"
                          else "fuzz-quick"))
+
+STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
 
 WAIT = 5.0
 """Seconds any single step of a fuzz case may take before the case counts as hung."""
@@ -168,6 +171,25 @@ class Stack:
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
         sock.settimeout(WAIT)
         return sock
+
+    @staticmethod
+    def read(sock: socket.socket, idle: float,
+             until: Callable[[bytes], bool] = lambda data: False) -> bytes:
+        """What arrives until ``until`` holds, the connection ends (by a close or a reset),
+        or nothing more comes for ``idle`` seconds."""
+        sock.settimeout(idle)
+        received = b""
+        try:
+            while not until(received) and (chunk := sock.recv(65536)):
+                received += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return received
+
+    @staticmethod
+    def statuses(data: bytes) -> list[int]:
+        """The status codes of the HTTP responses in ``data``."""
+        return [int(code) for code in STATUS_LINE.findall(data)]
 
     def wait_until(self, condition: Callable[[], bool]) -> None:
         """Poll ``condition`` in p8's thread until it holds; fail after ``WAIT`` seconds."""
