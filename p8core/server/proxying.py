@@ -330,6 +330,7 @@ class Proxy:
 
     def _fail(self, conn: HttpConnection, req: ClientRequest, route: Route, started: float,
               status: int, reason: str) -> bool:
+        self.app.metrics.origin_failures += 1
         log.warning("grip_failed", route=route.route_id, reason=reason)
         conn.respond(status, f"{one_line(reason)}\n".encode())
         self._log(req, route, status, started)
