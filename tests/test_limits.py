@@ -34,7 +34,7 @@ def hold(*channels: str) -> Reply:
                  b"held\n")
 
 
-async def test_request_body_over_max_request_body_is_413() -> None:
+async def test_request_and_publish_bodies_over_their_limits_get_413() -> None:
     async with run_origin(lambda req: Reply(200, body=b"%d" % len(req.body))) as origin, \
             run_p8(config(origin.target, server={"max_request_body": 1000})) as p8, \
             Bystander.hold(p8, "/bystander/stream") as bystander, \
@@ -52,8 +52,14 @@ async def test_request_body_over_max_request_body_is_413() -> None:
         streamed = await client.post("/up", content=chunked())
         assert (streamed.status_code, streamed.text) == (
             413, "Request body too large: over 1000 bytes.\n")
-        assert p8.app.metrics.rejected_body_too_large == 2
+        huge = await client.post("/up", content=b"z" * 3_000_000)
+        assert huge.status_code == 413, "the answer is not lost to a reset mid-upload"
+        assert p8.app.metrics.rejected_body_too_large == 3
         assert len(origin.requests) == 1, "a declared oversized body never reaches the origin"
+        published = await client.post(f"{p8.control_url}/publish/", content=b"{" * 3_000_000)
+        assert (published.status_code, published.text) == (
+            413, "Request body too large: over 1000000 bytes.\n")
+        assert p8.app.metrics.rejected_publish_too_large == 1
         await bystander.check()
 
 

@@ -26,6 +26,7 @@ log = structlog.get_logger().bind(component="connection")
 READ_BUFFER_MAX = 262_144
 DRAIN_MAX = 65_536
 WRITE_HIGH_WATER = 262_144
+LINGER_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,7 @@ class HttpConnection(asyncio.Protocol):
         self._buffer = bytearray()
         self._eof = False
         self._serving = False
+        self._lingering = False
         self._paused = False
         self._readable: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
@@ -119,6 +121,8 @@ class HttpConnection(asyncio.Protocol):
         self.resume_cycle()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         self._buffer += data
         if len(self._buffer) > READ_BUFFER_MAX and not self._paused and self.transport:
             self._paused = True
@@ -234,8 +238,31 @@ class HttpConnection(asyncio.Protocol):
         self.send_end()
 
     def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()
+        """Close after what was written; a request body still arriving is first discarded
+        (see :meth:`_linger`)."""
+        transport = self.transport
+        if transport is None or self.closed or self._lingering:
+            return
+        if self.h11.their_state is h11.SEND_BODY and not self._eof and transport.can_write_eof():
+            self._linger(transport)
+        else:
+            transport.close()
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """End our side but keep discarding the client's request body until it ends (or
+        ``LINGER_SECONDS`` pass): closing on unread bytes would reset the connection, and
+        the client could lose the answer (a 413, say) before reading it."""
+        try:
+            transport.write_eof()
+        except OSError:  # the client is gone already
+            transport.close()
+            return
+        self._lingering = True
+        self._buffer.clear()
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()
+        asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:

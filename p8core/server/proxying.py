@@ -86,6 +86,12 @@ class Proxy:
         """Serve one client request. Returns False when a hold now owns the connection."""
         started = time.perf_counter()
         self.app.metrics.requests += 1
+        if req.method == b"CONNECT":
+            # p8 is no tunnel; a 2xx answer would switch the connection's protocol.
+            self.app.metrics.rejected_bad_request += 1
+            conn.respond(405, b"Method not allowed: CONNECT.\n")
+            self._log(req, None, 405, started)
+            return True
         route = self.app.router.match(req.host, req.path, websocket=False, ssl=req.ssl)
         if route is None:
             conn.respond(502, f"No route for host: {req.host}\n".encode())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 FUZZ = settings(settings.get_profile("p8-fuzz"))
@@ -65,6 +65,10 @@ def plausible(draw: st.DrawFn) -> bytes:
 
 @FUZZ
 @given(data=plausible() | garbled() | st.binary(max_size=300))
+@example(data=b"HEAD / HTTP/1.0\r\n\r\n")  # no Host to pass on; no body in the answer
+@example(data=b"HEAD /bystander/stream HTTP/1.1\r\nHost: fuzz\r\n\r\n")
+@example(data=b"HEAD /zhttp/x HTTP/1.1\r\nHost: fuzz\r\n\r\nzz\r\n")  # then garbage
+@example(data=b"CONNECT ! HTTP/1.1\n\n")
 def test_any_client_bytes_get_an_answer_or_a_close_never_a_500(fuzz_stack: Any,
                                                                 data: bytes) -> None:
     with fuzz_stack.connect() as sock:

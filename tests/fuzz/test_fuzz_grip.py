@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 FUZZ = settings(settings.get_profile("p8-fuzz"))
@@ -78,6 +78,10 @@ def responses(draw: st.DrawFn) -> bytes:
 
 @FUZZ
 @given(response=responses(), method=st.sampled_from(["GET", "POST", "HEAD"]))
+@example(response=b"HTTP/1.1 200 OK\r\nGrip-Status: 0\r\nContent-Length: 0\r\n\r\n",
+         method="GET")
+@example(response=b"HTTP/1.1 200 OK\r\nGrip-Hold: stream\r\nGrip-Status: 99\r\n"
+                  b"Content-Length: 0\r\n\r\n", method="GET")
 def test_grip_instructions_with_garbage_give_a_clear_answer(fuzz_stack: Any, response: bytes,
                                                             method: str) -> None:
     fuzz_stack.script.http = response

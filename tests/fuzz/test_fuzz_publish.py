@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import httpx
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 FUZZ = settings(settings.get_profile("p8-fuzz"))
@@ -66,6 +66,7 @@ bodies = (st.lists(items, max_size=3).map(_document) | json_values.map(
 
 @FUZZ
 @given(body=bodies)
+@example(body=_document([{"channel": "fuzz", "formats": {"": {}}, "meta": {"\n": None}}]))
 def test_publish_answers_are_200_or_a_one_line_4xx(fuzz_stack: Any, body: bytes) -> None:
     with fuzz_stack.victims(), httpx.Client(timeout=5) as client:
         resp = client.post(f"{fuzz_stack.p8.control_url}/publish/", content=body)
