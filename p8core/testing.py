@@ -7,6 +7,7 @@ whose answers a test scripts; ``publish`` posts items to the control API.
 from __future__ import annotations
 
 import copy
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -36,6 +37,13 @@ class Running:
     @property
     def control_url(self) -> str:
         return f"http://127.0.0.1:{self.bound.control}"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a config that must name its port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def loopback_config(raw: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -19,18 +19,13 @@ import zmq
 import zmq.asyncio
 from anyio.abc import SocketAttribute, SocketStream
 
-from p8core.testing import Bystander, publish, run_p8
+from p8core.testing import Bystander, free_port, publish, run_p8
 
 pytestmark = pytest.mark.anyio
 
 BYSTANDER_ROUTE = {"path_prefix": "/bystander/", "target": "test"}
 GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @asynccontextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.abc import SocketStream
+
+from p8core.testing import free_port
 
 HELD = 5000
 LAST_CHUNK = b"0\r\n\r\n"
@@ -31,11 +32,6 @@ def _raise_fd_limit() -> None:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _wait_listening(port: int) -> None:
@@ -95,7 +91,7 @@ async def _hold_then_terminate(port: int, proc: subprocess.Popen[bytes],
 def test_sigterm_with_5000_held_streams_ends_them_all_and_exits_within_5_s(
         tmp_path: Path) -> None:
     _raise_fd_limit()
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "p8.toml"
     config.write_text(f'[server]\nlisten = ["127.0.0.1:{port}"]\n'
                       '[control]\nlisten = "127.0.0.1:0"\n[plugins]\nenabled = ["http_stream"]\n')

@@ -32,7 +32,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, settings
 
 from p8core.codec import tnetstring
-from p8core.testing import Bystander, Running, run_p8
+from p8core.testing import Bystander, Running, free_port, run_p8
 
 _COMMON: dict[str, Any] = {
     "deadline": None,
@@ -69,12 +69,10 @@ VICTIM_REQUESTS = (
 )
 
 
-def zhttp_reply(rid: bytes, **fields: object) -> bytes:
-    """A req-mode reply packet to request ``rid`` (a plain 200 unless ``fields`` say)."""
-    packet: dict[bytes, object] = {b"id": rid, b"code": 200, b"reason": b"OK",
-                                   b"headers": [], b"body": b"ok\n"}
-    packet.update({k.encode(): v for k, v in fields.items()})
-    return b"T" + tnetstring.dumps(packet)
+def zhttp_reply(rid: bytes) -> bytes:
+    """A plain 200 reply packet to request ``rid``."""
+    return b"T" + tnetstring.dumps({b"id": rid, b"code": 200, b"reason": b"OK",
+                                    b"headers": [], b"body": b"ok\n"})
 
 
 @dataclass
@@ -89,11 +87,6 @@ class Script:
     http: bytes = OK_RESPONSE
     zhttp: Callable[[bytes], bytes] = zhttp_reply
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _read_request(stream: SocketStream) -> tuple[bytes, bytes]:
@@ -156,9 +149,6 @@ class Stack:
     def port(self) -> int:
         return self.p8.bound.port
 
-    def metric(self, name: str) -> int:
-        return int(getattr(self.p8.app.metrics, name))
-
     def check(self) -> None:
         """No traceback was logged since the last check, and the bystander still receives
         what is published to it."""
@@ -216,7 +206,7 @@ class Stack:
 def running_stack() -> Iterator[Stack]:
     script = Script()
     stop = threading.Event()
-    zhttp_port, pull_port = _free_port(), _free_port()
+    zhttp_port, pull_port = free_port(), free_port()
     with start_blocking_portal("asyncio") as portal, ExitStack() as stack:
         listener = portal.call(partial(anyio.create_tcp_listener, local_host="127.0.0.1"))
         origin_port = listener.extra(anyio.abc.SocketAttribute.local_port)
@@ -258,8 +248,3 @@ def fuzz_stack(running_stack: Stack) -> Iterator[Stack]:
         yield running_stack
         running_stack.check()
 
-
-@pytest.fixture
-def woh() -> Callable[[bytes], bytes]:
-    """Builds a WebSocket-over-HTTP answer around encoded events."""
-    return woh_response
