@@ -4,6 +4,7 @@ the counter that counts it, and a bystander stream that keeps receiving its publ
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import anyio
@@ -121,27 +122,43 @@ async def test_websocket_limits_message_size_subscriptions_and_names() -> None:
 
 
 async def test_message_rate_queues_up_to_message_hwm_then_answers_429() -> None:
-    """At 5 deliveries/s one item goes at once, the next five wait, a sixth is refused;
-    the waiting ones arrive later, in order."""
+    """With the budget of one batch, one item goes at once, the next five wait, a sixth is
+    refused; the waiting ones arrive as time passes, in order. p8's clock stands still
+    until the test moves it."""
     items = [{"channel": "r", "formats": {"http-stream": {"content": f"item {i}\n"}}}
              for i in range(7)]
     async with run_origin(lambda req: hold("r")) as origin, \
-            run_p8(config(origin.target, pubsub={"message_rate": 5,
+            run_p8(config(origin.target, pubsub={"message_rate": 40,
                                                  "message_hwm": 5})) as p8, \
             Bystander.hold(p8, "/bystander/stream") as bystander, \
             httpx.AsyncClient(base_url=p8.url, timeout=5) as client, \
             client.stream("GET", "/") as stream:
-        chunks = stream.aiter_text()
-        assert await anext(chunks) == "held\n"
-        assert (await publish(p8, *items[:6])).status_code == 200
-        refused = await publish(p8, items[6])
-        assert (refused.status_code, refused.text) == (
-            429, "Too many deliveries waiting: 5 (message_hwm 5).\n")
-        got = ""
-        with anyio.fail_after(5):
-            while got.count("\n") < 6:
-                got += await anext(chunks)
-        assert got == "".join(f"item {i}\n" for i in range(6))
+        now = [0.0]
+        p8.app.clock = lambda: now[0]
+        received: list[str] = []
+
+        def text() -> str:
+            return "".join(received)
+
+        async def read() -> None:
+            async for chunk in stream.aiter_text():
+                received.append(chunk)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            with anyio.fail_after(5):
+                while text() != "held\n":
+                    await anyio.sleep(0.01)
+                assert (await publish(p8, *items[:6])).status_code == 200
+                refused = await publish(p8, items[6])
+                assert (refused.status_code, refused.text) == (
+                    429, "Too many deliveries waiting: 5 (message_hwm 5).\n")
+                while text().count("\n") < 7:
+                    now[0] += 1
+                    await anyio.sleep(0.03)
+            tg.cancel_scope.cancel()
+        assert text() == "held\n" + "".join(f"item {i}\n" for i in range(6))
         assert p8.app.metrics.publishes_delayed == 5
         assert p8.app.metrics.rejected_publish_rate == 1
+        p8.app.clock = time.monotonic
         await bystander.check()
