@@ -105,7 +105,6 @@ class HttpConnection(asyncio.Protocol):
         owner of a long-lived exchange ends it cleanly (a last chunk, a close frame)."""
         self._buffer = bytearray()
         self._eof = False
-        self._serving = False
         self._lingering = False
         self._paused = False
         self._readable: asyncio.Future[None] | None = None
@@ -132,9 +131,7 @@ class HttpConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wake_reader()
-        # A request being served still gets its answer, then the connection closes. Out of
-        # a request (idle, or held) a half-close cannot be told from a close: it ends here.
-        return self._serving
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -291,14 +288,7 @@ class HttpConnection(asyncio.Protocol):
                 self.method = event.method
                 request = ClientRequest(event.method, event.target, list(event.headers),
                                         event.http_version, self.peer, self.ssl)
-                self._serving = True
-                try:
-                    served = await self.handler(self, request)
-                finally:
-                    self._serving = False
-                if not served:
-                    if self._eof:
-                        self.close()
+                if not await self.handler(self, request):
                     return
         except h11.RemoteProtocolError as e:
             self._reject(e)
