@@ -12,6 +12,7 @@ from .connector import (
     OriginRequest,
     OriginResponse,
     OriginTimeout,
+    RequestTooLarge,
     WebSocketConnector,
     WebSocketMessage,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "PublishFormat",
     "PublishItem",
     "Report",
+    "RequestTooLarge",
     "Retry",
     "SendBody",
     "SendHead",

@@ -7,6 +7,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx
 import pluggy
 import structlog
@@ -14,7 +15,7 @@ import structlog
 from .commands import Command
 from .config import Config, ConfigSection, build_config, enabled_plugins, load_raw
 from .connector import Connector, target_scheme
-from .errors import ConfigError, PublishError
+from .errors import ConfigError, PublishBusy, PublishError
 from .grip.sig import Signer, Verifier
 from .hold import HoldMode
 from .metrics import Metrics
@@ -29,6 +30,7 @@ from .pubsub.items import (
     parse_items,
     parse_publish_body,
 )
+from .pubsub.rate import DeliveryRate
 from .server.held import HeldExchange
 from .server.listeners import tls_context
 from .server.publish_auth import PublishAuth, load_verifier
@@ -75,6 +77,10 @@ class App:
         self.tls = tls_context(config)
         self.metrics = Metrics()
         self.telemetry = Telemetry()
+        pubsub = config.pubsub
+        self.rate = (DeliveryRate(pubsub.message_rate, pubsub.message_hwm)
+                     if pubsub.message_rate else None)
+        self._rate_wakeup: anyio.Event | None = None
         self.held: set[HeldExchange] = set()
         self.clock: Callable[[], float] = time.monotonic
         self.spawn: Callable[..., Any] = _not_running
@@ -175,9 +181,11 @@ class App:
         """Parse and publish a control-API body; all items or none.
 
         :returns: the number of items published.
-        :raises PublishError: the body or an item is invalid; nothing was published.
+        :raises PublishError: the body or an item is invalid, or (``PublishBusy``) too
+            many deliveries are waiting; nothing was published.
         """
-        return self._publish_all(lambda: parse_publish_body(body, self.formats), "http")
+        return self._publish_all(lambda: parse_publish_body(body, self.formats), "http",
+                                 "Invalid format: ")
 
     def publish_items(self, raws: object, *, input: str) -> int:
         """Validate and publish a decoded ``items`` list (see ``from_tnetstring``); all
@@ -187,18 +195,24 @@ class App:
         :returns: the number of items published.
         :raises PublishError: ``Invalid format: ...``; nothing was published.
         """
-        return self._publish_all(lambda: parse_items(raws, self.formats), input)
+        return self._publish_all(lambda: parse_items(raws, self.formats), input,
+                                 "Invalid format: ")
 
-    def _publish_all(self, parse: Callable[[], ParsedPublish], input: str) -> int:
-        """Parse (counting a rejection), then publish what was parsed."""
+    def _publish_all(self, parse: Callable[[], ParsedPublish], input: str,
+                     prefix: str) -> int:
+        """Parse and check (counting a rejection), then publish what was parsed.
+
+        :param prefix: starts the reason of a refused channel name, as the input words it.
+        """
         received = time.perf_counter()
         try:
             parsed = parse()
+            self._check_channels(parsed.items, prefix)
         except PublishError:
             self.metrics.publishes_rejected += 1
             raise
-        self.metrics.formats_ignored += parsed.ignored_formats
         self.publish(parsed.items, input=input, received=received)
+        self.metrics.formats_ignored += parsed.ignored_formats
         return len(parsed.items)
 
     def publish_item(self, raw: object, *, channel: str | None = None,
@@ -207,35 +221,72 @@ class App:
 
         :param channel: overrides the item's own channel (the SUB input's first frame).
         :param input: where the item came from, for metrics (``zmq-pull``, ``zmq-sub``).
-        :raises PublishError: the item is invalid; nothing was published.
+        :raises PublishError: the item is invalid, or (``PublishBusy``) too many
+            deliveries are waiting; nothing was published.
         """
         def parse() -> ParsedPublish:
             item, ignored = PublishItem.from_json(raw, self.formats, channel=channel)
             return ParsedPublish((item,), ignored)
 
-        self._publish_all(parse, input)
+        self._publish_all(parse, input, "")
 
-    def publish(self, items: tuple[PublishItem, ...] | list[PublishItem], *,
-                input: str = "api", received: float | None = None) -> None:
-        """Hand already-parsed items to the hub, in order.
+    def _check_channels(self, items: Sequence[PublishItem], prefix: str) -> None:
+        """Refuse channel names over ``max_channel_name`` (``prefix`` starts the reason)."""
+        limit = self.config.pubsub.max_channel_name
+        for item in items:
+            if len(item.channel) > limit:
+                self.metrics.rejected_channel_name += 1
+                raise PublishError(f"{prefix}publish item object contains 'channel' longer "
+                                   f"than {limit} characters")
+
+    def publish(self, items: Sequence[PublishItem], *, input: str = "api",
+                received: float | None = None) -> None:
+        """Hand already-parsed items to the hub, in order, within ``message_rate``.
 
         :param input: where the items came from, for metrics (``api`` when not said).
         :param received: ``time.perf_counter()`` when the publish arrived; the time until
             its fan-out is done feeds the publish latency histogram.
+        :raises PublishBusy: ``message_hwm`` deliveries are waiting; nothing was published.
         """
         now = self.clock()
         started = time.perf_counter() if received is None else received
+        rate = self.rate
+        weights = [max(self.hub.receivers(item), 1) for item in items] if rate else []
+        if rate is not None and not rate.admits(sum(weights)):
+            self.metrics.rejected_publish_rate += 1
+            raise PublishBusy(f"Too many deliveries waiting: {rate.pending} "
+                              f"(message_hwm {rate.hwm}).")
         counts = self.telemetry.publishes.counts
         delivered = 0
-        for item in items:
+        for i, item in enumerate(items):
             for fmt in item.formats:
                 key = (input, fmt)
                 counts[key] = counts.get(key, 0) + 1
-            delivered += self.hub.publish(item, now)
+            if rate is None or rate.offer(item, weights[i], now):
+                delivered += self.hub.publish(item, now)
+            else:
+                self.metrics.publishes_delayed += 1
+        if rate is not None and rate.waiting and self._rate_wakeup is not None:
+            self._rate_wakeup.set()
         if delivered:
             self.telemetry.publish_latency.observe(time.perf_counter() - started)
         self.metrics.publishes_accepted += 1
         self.metrics.items_published += len(items)
+
+    async def release_delayed(self) -> None:
+        """Deliver the items waiting for ``message_rate`` as it allows (run by the server)."""
+        rate = self.rate
+        if rate is None:
+            return
+        while True:
+            self._rate_wakeup = anyio.Event()
+            if not rate.waiting:
+                await self._rate_wakeup.wait()
+            while rate.waiting:
+                await anyio.sleep(rate.interval)
+                now = self.clock()
+                for item in rate.release(now):
+                    self.hub.publish(item, now)
 
     def first_subscription(self, channel: str) -> None:
         """A channel got its first subscriber: refresh its exchanges a second later, so a

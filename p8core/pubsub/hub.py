@@ -217,6 +217,14 @@ class Hub:
         groups = self._channels.get(channel, {})
         return [sub for group in groups.values() for sub in group.subs]
 
+    def receivers(self, item: PublishItem) -> int:
+        """How many subscribers would take ``item`` now (one of its formats each)."""
+        groups = self._channels.get(item.channel)
+        if groups is None:
+            return 0
+        return sum(len(group.subs) for fmt in item.formats
+                   if (group := groups.get(fmt)) is not None)
+
     def channels(self) -> int:
         """How many channels are subscribed, lingering ones included."""
         return len(self._channels) + len(self._linger)

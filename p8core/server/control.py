@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from ..errors import PublishError
+from ..errors import PublishError, one_line
 from ..observe.endpoints import answer as observation
 from ..proxy.headers import request_body_length
 from .connection import ClientRequest, HttpConnection
@@ -83,8 +83,10 @@ class ControlApi:
         if length is None:
             self._answer(conn, 411, b"Request requires Content-Length.\n")
             return False
-        if length > self.app.config.control.max_body:
-            self._answer(conn, 400, b"Request body too large.\n")
+        max_body = self.app.config.control.max_body
+        if length > max_body:
+            self.app.metrics.rejected_publish_too_large += 1
+            self._answer(conn, 413, b"Request body too large: over %d bytes.\n" % max_body)
             return False
         body = bytearray()
         async for chunk in conn.body():
@@ -93,7 +95,7 @@ class ControlApi:
             message = action(bytes(body))
         except PublishError as e:
             log.warning("publish_rejected", reason=str(e))
-            self._answer(conn, e.status_hint, f"{e}\n".encode())
+            self._answer(conn, e.status_hint, f"{one_line(str(e))}\n".encode())
             return False
         if as_json:
             self._answer(conn, 200, json.dumps({"message": message}).encode() + b"\n",

@@ -79,9 +79,10 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
         if len(clients) >= app.config.server.max_connections:
             app.metrics.connections_refused += 1
             return Refuse()
-        conn = HttpConnection(client_handler, tg.start_soon,
+        conn = HttpConnection(client_handler, app.spawn,
                               max_header_size=app.config.server.client_buffer_size,
-                              on_close=client_closed, ssl=tls, traffic=telemetry.traffic)
+                              on_close=client_closed, metrics=app.metrics, ssl=tls,
+                              traffic=telemetry.traffic)
         clients.add(conn)
         conn.id = telemetry.next_id()
         telemetry.opened(conn)
@@ -89,9 +90,9 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
         return conn
 
     def control_factory() -> asyncio.Protocol:
-        return HttpConnection(control.handle, tg.start_soon,
+        return HttpConnection(control.handle, app.spawn,
                               max_header_size=app.config.control.max_headers,
-                              on_close=_ignore, head_too_large=400)
+                              on_close=_ignore, metrics=app.metrics, head_too_large=400)
 
     async with anyio.create_task_group() as tg:
         app.spawn = partial(_spawn_guarded, tg)
@@ -105,6 +106,7 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
             tg.start_soon(app.proxy.run_updates)
             if app.config_path is not None:
                 tg.start_soon(Reloader(app, app.config_path).run)
+            tg.start_soon(app.release_delayed)
             for offered in app.pm.hook.p8_services(app=app):
                 for service in offered:
                     tg.start_soon(service)
