@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import pluggy
@@ -25,12 +26,43 @@ from .server.held import HeldExchange
 from .transport import ClientTransport
 
 if TYPE_CHECKING:
+    from .server.connection import HttpConnection
     from .server.proxying import Proxy
     from .server.timers import TimerWheel
 
-log = structlog.get_logger().bind(component="app")
+log = structlog.get_logger(component="app")
 
 FIRST_SUBSCRIPTION_DELAY = 1.0
+
+
+class Role(enum.Enum):
+    """The part of p8 one process plays: all of it, or one side of ``[server] workers``."""
+
+    SINGLE = "single"
+    SUPERVISOR = "supervisor"
+    """The control API, the publish inputs and the workers; no client listeners."""
+    WORKER = "worker"
+    """Client listeners and held connections; publishes arrive from the supervisor."""
+
+    @property
+    def serves_clients(self) -> bool:
+        return self is not Role.SUPERVISOR
+
+    @property
+    def takes_publishes(self) -> bool:
+        return self is not Role.WORKER
+
+
+class Forwarder(Protocol):
+    """Where a supervisor's accepted publishes go instead of its own hub: its workers."""
+
+    def forward(self, item: PublishItem) -> None:
+        """Pass one item on to every worker that listens to its channel."""
+        ...
+
+    def recover(self) -> None:
+        """Run the recover command in every worker."""
+        ...
 
 
 class App:
@@ -61,6 +93,12 @@ class App:
         self.verifier = self._verifier()
         self.metrics = Metrics()
         self.held: set[HeldExchange] = set()
+        self.clients: set[HttpConnection] = set()
+        """Open client connections (the server adds and removes them)."""
+        self.role = Role.SINGLE
+        self.forwarder: Forwarder | None = None
+        self.control_views: dict[str, Callable[[], object]] = {}
+        """Read-only JSON answers of the control API by path (``GET /workers``)."""
         self.clock: Callable[[], float] = time.monotonic
         self.spawn: Callable[..., Any] = _not_running
         self._http_client: httpx.AsyncClient | None = None
@@ -175,10 +213,14 @@ class App:
         self.publish([item])
 
     def publish(self, items: tuple[PublishItem, ...] | list[PublishItem]) -> None:
-        """Hand already-parsed items to the hub, in order."""
-        now = self.clock()
-        for item in items:
-            self.hub.publish(item, now)
+        """Hand already-parsed items to the hub (a supervisor: to its workers), in order."""
+        if self.forwarder is not None:
+            for item in items:
+                self.forwarder.forward(item)
+        else:
+            now = self.clock()
+            for item in items:
+                self.hub.publish(item, now)
         self.metrics.publishes_accepted += 1
         self.metrics.items_published += len(items)
 
@@ -195,6 +237,9 @@ class App:
 
     def recover(self) -> None:
         """Forget every channel's last id and refresh every held exchange (``/recover``)."""
+        if self.forwarder is not None:
+            self.forwarder.recover()
+            return
         self.hub.clear_last_ids()
         for exchange in list(self.held):
             exchange.update()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -17,7 +19,10 @@ from .app import App
 from .errors import P8Error
 from .plugins import describe_plugins
 
-log = structlog.get_logger().bind(component="cli")
+if TYPE_CHECKING:
+    from .server.serve import Task
+
+log = structlog.get_logger(component="cli")
 
 EXIT_USAGE = 2
 
@@ -73,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             configure_logging(args.log_level)
-            return _run(App.from_file(args.config))
+            return _run(App.from_file(args.config), args.log_level)
         if args.command == "check":
             return _check(App.from_file(args.config))
         if args.command == "plugins":
@@ -84,14 +89,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def _run(app: App) -> int:
+def _run(app: App, log_level: str = "info") -> int:
+    """Serve until SIGTERM or SIGINT: in this process, or as the supervisor of
+    ``[server] workers`` processes."""
+    if app.config.server.worker_count > 1:
+        from .server.supervisor import Supervisor
+
+        supervisor = Supervisor(app, log_level)
+        return serve_until_signalled(app, services=[supervisor.run],
+                                     on_hangup=supervisor.hangup)
+    return serve_until_signalled(app)
+
+
+def serve_until_signalled(app: App, *, client_sockets: Sequence[socket.socket] = (),
+                          services: Sequence[Task] = (),
+                          on_hangup: Callable[[], None] | None = None) -> int:
+    """Run ``serve`` until SIGTERM or SIGINT. SIGHUP asks for a reload, which this process
+    logs and passes to ``on_hangup`` (a supervisor: to each of its workers).
+
+    :raises P8Error: what stopped the server, with its message.
+    """
     from .server.serve import serve
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            await tg.start(serve, app)
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            await tg.start(partial(serve, app, client_sockets=client_sockets,
+                                   services=services))
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT,
+                                            signal.SIGHUP) as signals:
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        log.info("reload_requested")
+                        if on_hangup is not None:
+                            on_hangup()
+                        continue
                     log.info("shutting_down", signal=signal.Signals(signum).name)
                     tg.cancel_scope.cancel()
                     break

@@ -7,6 +7,7 @@ file, the key and the reason. Defaults live in the dataclasses, so p8 runs witho
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 import types
 import typing
@@ -56,10 +57,26 @@ class ServerConfig:
     write_buffer_max: int = 1_048_576
     """Bytes a held connection may have unsent before it is closed as too slow."""
     shutdown_grace: float = 3.0
+    workers: int | str = 1
+    """Processes serving clients: a number, or ``"auto"`` for one per CPU."""
+    reuse_port: bool = True
+    """Workers bind their own listeners with SO_REUSEPORT (where the platform has it);
+    otherwise they share listening sockets the supervisor made."""
+    worker_queue: int = 100_000
+    """Items queued for one worker, at most; beyond that publishes to its channels are
+    dropped and counted."""
 
     @property
     def addresses(self) -> tuple[Address, ...]:
         return tuple(parse_address(a, "", "") for a in self.listen)
+
+    @property
+    def worker_count(self) -> int:
+        """``workers`` as a number: ``"auto"`` is the CPUs this process may run on."""
+        if isinstance(self.workers, int):
+            return self.workers
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +256,10 @@ def build_config(raw: Mapping[str, Any], source: str, base_dir: Path,
         parse_address(text, source, f"server.listen[{i}]")
     if not server.listen:
         raise ConfigError(source, "server.listen", "needs at least one address")
+    if server.workers != "auto" and not (isinstance(server.workers, int) and server.workers):
+        raise ConfigError(source, "server.workers",
+                          f'expected a number of processes (1 or more) or "auto", '
+                          f"got {server.workers!r}")
     control = parse_table(ControlConfig, _table(raw, "control", source), source, "control")
     parse_address(control.listen, source, "control.listen")
     proxy = parse_table(ProxyConfig, _table(raw, "proxy", source), source, "proxy")

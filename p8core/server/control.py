@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -14,7 +15,7 @@ from .connection import ClientRequest, HttpConnection
 if TYPE_CHECKING:
     from ..app import App
 
-log = structlog.get_logger().bind(component="control")
+log = structlog.get_logger(component="control")
 
 NOT_ACCEPTABLE = b"Not Acceptable. Supported formats are text/plain and application/json.\n"
 
@@ -44,6 +45,10 @@ class ControlApi:
         path = req.path[:-1] if req.path.endswith("/") and req.path != "/" else req.path
         if path == "/":
             self._answer(conn, 200, b"p8 API\n")
+            return False
+        view = self.app.control_views.get(path)
+        if view is not None:
+            self._view(conn, req, view)
             return False
         action = self.routes.get(path)
         if action is None:
@@ -79,6 +84,16 @@ class ControlApi:
         else:
             self._answer(conn, 200, f"{message}\n".encode())
         return False
+
+    def _view(self, conn: HttpConnection, req: ClientRequest,
+              view: Callable[[], object]) -> None:
+        """A read-only JSON answer (``GET /workers``)."""
+        if req.method != b"GET":
+            self._answer(conn, 405, b"Method not allowed: %s.\n" % req.method,
+                         [(b"allow", b"GET")])
+            return
+        self._answer(conn, 200, json.dumps(view()).encode() + b"\n",
+                     [(b"content-type", b"application/json")])
 
     def _publish(self, body: bytes) -> str:
         count = self.app.publish_body(body)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import cast
+from typing import Any, cast
 
 import anyio
 import structlog
@@ -19,10 +19,12 @@ from .control import ControlApi
 from .proxying import Proxy
 from .timers import TimerWheel
 
-log = structlog.get_logger().bind(component="server")
+log = structlog.get_logger(component="server")
 
 TICK_SECONDS = 1.0
 BACKLOG = 4096
+
+Task = Callable[[], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +51,25 @@ class Refuse(asyncio.Protocol):
         transport.close()
 
 
-async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_IGNORED,
-                ) -> None:
+async def serve(app: App, *, client_sockets: Sequence[socket.socket] = (),
+                services: Sequence[Task] = (),
+                task_status: TaskStatus[Bound] = anyio.TASK_STATUS_IGNORED) -> None:
     """Run p8 until cancelled: client and control listeners, the hub's ticker, and every
     plugin service. On cancellation, stop listening, end held responses cleanly and close.
+
+    ``app.role`` picks the listeners: a supervisor opens no client listener, a worker no
+    control API.
+
+    :param client_sockets: listening sockets for the clients, used instead of binding
+        ``[server] listen`` (a worker's).
+    :param services: async callables run beside the plugins' (the supervisor's workers, a
+        worker's link to its supervisor).
     """
     loop = asyncio.get_running_loop()
     cfg = app.config
     app.proxy, app.timers = Proxy(app), TimerWheel()
     control = ControlApi(app)
-    clients: set[HttpConnection] = set()
+    clients = app.clients
     servers: list[asyncio.Server] = []
 
     async def client_handler(conn: HttpConnection, req: ClientRequest) -> bool:
@@ -86,17 +97,27 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
     async with anyio.create_task_group() as tg:
         app.spawn = partial(_spawn_guarded, tg)
         try:
-            for address in cfg.server.addresses:
-                servers.append(await _listen(loop, client_factory, address.host, address.port))
-            caddr = cfg.control.address
-            servers.append(await _listen(loop, control_factory, caddr.host, caddr.port))
+            if client_sockets:
+                for sock in client_sockets:
+                    servers.append(await loop.create_server(client_factory, sock=sock,
+                                                            backlog=BACKLOG))
+            elif app.role.serves_clients:
+                for address in cfg.server.addresses:
+                    servers.append(await _listen(loop, client_factory, address.host,
+                                                 address.port))
+            if app.role.takes_publishes:
+                caddr = cfg.control.address
+                servers.append(await _listen(loop, control_factory, caddr.host, caddr.port))
             tg.start_soon(_tick, app)
             tg.start_soon(app.proxy.run_updates)
             for offered in app.pm.hook.p8_services(app=app):
                 for service in offered:
                     tg.start_soon(service)
+            for service in services:
+                tg.start_soon(service)
             ports = tuple(s.sockets[0].getsockname()[1] for s in servers)
-            bound = Bound(client=ports[:-1], control=ports[-1])
+            bound = (Bound(client=ports[:-1], control=ports[-1]) if app.role.takes_publishes
+                     else Bound(client=ports, control=0))
             log.info("listening", client=[str(a) for a in cfg.server.addresses],
                      ports=list(bound.client), control=bound.control)
             task_status.started(bound)

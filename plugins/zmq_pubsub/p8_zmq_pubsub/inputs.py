@@ -17,7 +17,7 @@ from p8core.app import App
 from .payload import decode_payload
 from .settings import ZmqSettings
 
-log = structlog.get_logger().bind(component="zmq_pubsub")
+log = structlog.get_logger(component="zmq_pubsub")
 
 
 class ZmqInputs:

@@ -18,4 +18,6 @@ def p8_config_sections() -> list[ConfigSection]:
 
 @hookimpl
 def p8_services(app: App) -> list[Callable[[], Awaitable[None]]]:
+    if not app.role.takes_publishes:
+        return []  # a worker: its supervisor takes the publishes
     return [ZmqInputs(app, app.config.plugins.section("zmq_pubsub")).run]
