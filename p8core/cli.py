@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import socket
 import sys
@@ -59,7 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     pub = sub.add_parser("publish", help="publish one item through the control API")
     pub.add_argument("channel")
     pub.add_argument("content", nargs="?", help="the content; @file reads a file")
-    pub.add_argument("--url", default="http://localhost:5561", help="control API base URL")
+    pub.add_argument("--spec", "--url", dest="spec",
+                     default=os.environ.get("GRIP_URL", "http://localhost:5561"),
+                     help="control API base URL; several, comma-separated, publish to each "
+                          "(default: $GRIP_URL, else http://localhost:5561)")
     pub.add_argument("--id")
     pub.add_argument("--prev-id")
     pub.add_argument("--sender", help="sets meta 'sender'")
@@ -176,8 +180,6 @@ def _plugins(app: App) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    import httpx
-
     if args.content is None and not (args.hint or args.close):
         print("Error: must specify content", file=sys.stderr)
         return 1
@@ -207,13 +209,30 @@ def _publish(args: argparse.Namespace) -> int:
             response["headers"] = [[p.strip() for p in h.split(":", 1)] for h in args.header]
         item["formats"] = {"http-response": response, "http-stream": {"content": http_content},
                            "ws-message": {"content": content}}
-    try:
-        resp = httpx.post(args.url.rstrip("/") + "/publish/", json={"items": [item]})
-    except httpx.HTTPError as e:
-        print(f"Error: {e}", file=sys.stderr)
+    return _publish_to_each(args.spec, {"items": [item]})
+
+
+def _publish_to_each(specs: str, body: dict[str, Any]) -> int:
+    """POST ``body`` to every comma-separated control API in ``specs``, as gripcontrol
+    publishes to several proxies: each instance is tried, each failure reported."""
+    import httpx
+
+    urls = [url.strip() for url in specs.split(",") if url.strip()]
+    if not urls:
+        print("Error: --spec names no control API", file=sys.stderr)
         return 1
-    if resp.status_code != 200:
-        print(f"Error: {resp.text.strip()}", file=sys.stderr)
+    failures = 0
+    for url in urls:
+        try:
+            resp = httpx.post(url.rstrip("/") + "/publish/", json=body)
+            error = None if resp.status_code == 200 else resp.text.strip()
+        except httpx.HTTPError as e:
+            error = str(e) or type(e).__name__
+        if error is not None:
+            failures += 1
+            where = f"{url}: " if len(urls) > 1 else ""
+            print(f"Error: {where}{error}", file=sys.stderr)
+    if failures:
         return 1
     print("Published")
     return 0
