@@ -56,8 +56,8 @@ class Role(enum.Enum):
 class Forwarder(Protocol):
     """Where a supervisor's accepted publishes go instead of its own hub: its workers."""
 
-    def forward(self, item: PublishItem) -> None:
-        """Pass one item on to every worker that listens to its channel."""
+    def forward(self, items: Sequence[PublishItem]) -> None:
+        """Pass items on, in order, each to every worker that listens to its channel."""
         ...
 
     def recover(self) -> None:
@@ -215,8 +215,7 @@ class App:
     def publish(self, items: tuple[PublishItem, ...] | list[PublishItem]) -> None:
         """Hand already-parsed items to the hub (a supervisor: to its workers), in order."""
         if self.forwarder is not None:
-            for item in items:
-                self.forwarder.forward(item)
+            self.forwarder.forward(items)
         else:
             now = self.clock()
             for item in items:

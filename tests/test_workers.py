@@ -8,6 +8,7 @@ all cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,9 +17,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -170,9 +172,25 @@ async def clients() -> AsyncIterator[Clients]:
         await stream.conn.aclose()
 
 
-async def publish(p8: Instance, *items: Mapping[str, Any]) -> httpx.Response:
-    async with httpx.AsyncClient() as client:
-        return await client.post(f"{p8.control_url}/publish/", json={"items": list(items)})
+@dataclass
+class Answer:
+    status_code: int
+    text: str
+
+
+async def publish(p8: Instance, *items: Mapping[str, Any]) -> Answer:
+    """POST to the control API over a plain socket (quicker than a new HTTP client each
+    time, which the probes and batches below would pay for hundreds of times)."""
+    body = json.dumps({"items": list(items)}).encode()
+    async with await anyio.connect_tcp("127.0.0.1", p8.control) as conn:
+        await conn.send(b"POST /publish/ HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                        b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        answer = b""
+        with contextlib.suppress(anyio.EndOfStream):
+            while True:
+                answer += await conn.receive()
+    head, _, text = answer.partition(b"\r\n\r\n")
+    return Answer(int(head.split(b" ", 2)[1]), text.decode())
 
 
 def item(channel: str, text: str, **fields: str) -> dict[str, Any]:
@@ -321,6 +339,64 @@ async def test_sighup_reaches_every_worker_and_sigterm_ends_them_all(
         for pid in pids:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
+
+
+@asynccontextmanager
+async def reading(streams: Sequence[Stream]) -> AsyncIterator[None]:
+    """Keep reading every stream in the background."""
+
+    async def read(stream: Stream) -> None:
+        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+            while True:
+                stream.data += await stream.conn.receive()
+
+    async with anyio.create_task_group() as tg:
+        for stream in streams:
+            tg.start_soon(read, stream)
+        yield
+        tg.cancel_scope.cancel()
+
+
+def received_by(streams: Sequence[Stream], message: str, count: int) -> bool:
+    return sum(f"{message}\n".encode() in s.data for s in streams) >= count
+
+
+async def until(check: Callable[[], bool]) -> None:
+    while not check():
+        await anyio.sleep(0.005)
+
+
+async def test_a_stalled_worker_misses_and_counts_only_its_own_items(
+        tmp_path: Path, clients: Clients) -> None:
+    with p8_with_workers(tmp_path, "worker_queue = 200") as p8, anyio.fail_after(WAIT * 2):
+        streams = await clients.open(p8, "q", 8)
+        held = held_by_worker(p8, 8)
+        assert all(held), held
+        await probe(p8, "q", streams)
+        stalled = p8.workers()[0]["pid"]
+        async with reading(streams):
+            os.kill(stalled, signal.SIGSTOP)
+            try:
+                for start in range(1, 4001, 50):
+                    batch = [item("q", str(n)) for n in range(start, start + 50)]
+                    assert (await publish(p8, *batch)).status_code == 200
+                    # At the pace of the worker that runs: its clients get each batch.
+                    await until(partial(received_by, streams, f"msg-{start + 49}", held[1]))
+            finally:
+                os.kill(stalled, signal.SIGCONT)
+            assert (await publish(p8, item("q", "end"))).status_code == 200
+            await until(partial(received_by, streams, "msg-end", len(streams)))
+
+        whole = [str(n) for n in range(1, 4001)] + ["end"]
+        gaps = [s.messages() for s in streams if s.messages() != whole]
+        assert len(gaps) == held[0], "only the stalled worker's clients missed items"
+        got = gaps[0]
+        assert got[-1] == "end" and all(g == got for g in gaps)
+        assert [int(n) for n in got[:-1]] == sorted(int(n) for n in got[:-1])
+        workers = p8.wait_workers(lambda ws: ws[0]["items_missed"] == len(whole) - len(got),
+                                  "the stalled worker counted what it missed")
+        assert workers[1]["items_missed"] == 0
+        assert p8.events("items_missed")[0]["worker"] == 1
 
 
 async def test_shared_listening_sockets_without_reuse_port(

@@ -17,7 +17,6 @@ worker knows, and each worker sees its channels' items in the same order.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import multiprocessing
@@ -28,11 +27,12 @@ import signal
 import socket
 import tempfile
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -153,8 +153,10 @@ class Supervisor:
         app.forwarder = self
         app.control_views["/workers"] = self.view
         self.workers = [Worker(i) for i in range(1, app.config.server.worker_count + 1)]
-        self.bus_dropped = 0
+        self._numbers: dict[str, int] = {}
+        """The number of the last item sent, per channel some worker listens to."""
         self._bus: zmq.asyncio.Socket | None = None
+        self._bus_sync: zmq.Socket[bytes]  # the same socket, used without asyncio
         self._listening = _WorkersListen()
         self._forks = _forkserver(app)
 
@@ -169,11 +171,12 @@ class Supervisor:
         xpub, pull = ctx.socket(zmq.XPUB), ctx.socket(zmq.PULL)
         try:
             bus_endpoint, status_endpoint = bus.endpoints(run_dir)
-            xpub.setsockopt(zmq.XPUB_NODROP, 1)
+            # A worker that falls worker_queue items behind misses the next ones (and
+            # counts them), rather than holding up every other worker.
             xpub.sndhwm = cfg.server.worker_queue
             xpub.bind(bus_endpoint)
             pull.bind(status_endpoint)
-            self._bus = xpub
+            self._bus, self._bus_sync = xpub, zmq.Socket.shadow(xpub.underlying)
             log.info("workers_starting", workers=len(self.workers),
                      ports=[port for _, port in listeners.addresses],
                      reuse_port=listeners.reuse_port, run_dir=str(run_dir))
@@ -247,16 +250,29 @@ class Supervisor:
     async def _follow_subscriptions(self, xpub: zmq.asyncio.Socket) -> None:
         """Mirror the workers' channels (the first subscription of a channel, its last
         unsubscription, a dead worker's too) in the supervisor's hub."""
-        hub, listening = self.app.hub, self._listening
         while True:
-            event = await xpub.recv()
-            channel = bus.channel_of(event[1:])
-            if channel is None:
-                continue  # the workers' subscription to commands
-            if event[:1] == b"\x01":
-                hub.subscribe(channel, listening, self.app.clock())
-            else:
-                hub.unsubscribe(channel, listening, self.app.clock())
+            self._subscription(await xpub.recv())
+            self._take_subscriptions()
+
+    def _take_subscriptions(self) -> None:
+        """Apply the subscription changes queued on the XPUB socket now. Also called after
+        sending, which may have taken the wake-up meant for the receiving task."""
+        while True:
+            try:
+                event = self._bus_sync.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._subscription(event)
+
+    def _subscription(self, event: bytes) -> None:
+        channel = bus.channel_of(event[1:])
+        if channel is None:
+            return  # the workers' subscription to commands
+        if event[:1] == b"\x01":
+            self.app.hub.subscribe(channel, self._listening, self.app.clock())
+        else:
+            self.app.hub.unsubscribe(channel, self._listening, self.app.clock())
+            self._numbers.pop(channel, None)
 
     async def _collect_status(self, pull: zmq.asyncio.Socket) -> None:
         by_index = {w.index: w for w in self.workers}
@@ -275,32 +291,31 @@ class Supervisor:
                 _signal(worker.process, signal.SIGHUP)
 
     def view(self) -> dict[str, Any]:
-        """``GET /workers``: each worker's state and counters, and the bus's drops."""
-        return {"workers": [w.report() for w in self.workers], "bus_dropped": self.bus_dropped}
+        """``GET /workers``: each worker's state and counters, and the repeats dropped."""
+        return {"workers": [w.report() for w in self.workers],
+                "duplicates_dropped": self.app.hub.stats.duplicates_dropped}
 
     # ---- app.forwarder ------------------------------------------------------------------
 
-    def forward(self, item: PublishItem) -> None:
-        """Send ``item`` to the workers listening to its channel, unless it is a repeat."""
-        if not self.app.hub.is_duplicate(item, self.app.clock()):
-            self._send([bus.topic(item.channel), pickle.dumps(item, pickle.HIGHEST_PROTOCOL)])
+    def forward(self, items: Sequence[PublishItem]) -> None:
+        """Send each item to the workers listening to its channel, unless it is a repeat
+        (every item's id counts, listened to or not)."""
+        if self._bus is None:
+            return  # not started: no worker listens yet
+        self._take_subscriptions()
+        hub, now, numbers = self.app.hub, self.app.clock(), self._numbers
+        for item in items:
+            if hub.is_duplicate(item, now) or not hub.is_subscribed(item.channel):
+                continue
+            number = numbers[item.channel] = numbers.get(item.channel, 0) + 1
+            self._bus_sync.send(bus.item_message(
+                item.channel, number, pickle.dumps(item, pickle.HIGHEST_PROTOCOL)))
+        self._take_subscriptions()
 
     def recover(self) -> None:
         """Run the recover command in every worker."""
-        self._send([bus.RECOVER])
-
-    def _send(self, frames: list[bytes]) -> None:
-        if self._bus is None:
-            return  # not started: no worker listens yet
-        # With NOBLOCK the future is done already: sent, or failed with Again.
-        sent = cast("asyncio.Future[None]", self._bus.send_multipart(frames, flags=zmq.NOBLOCK))
-        error = sent.exception()
-        if isinstance(error, zmq.Again):
-            self.bus_dropped += 1
-            log.warning("worker_queue_full", channel=bus.channel_of(frames[0]),
-                        worker_queue=self.app.config.server.worker_queue)
-        elif error is not None:
-            raise error
+        if self._bus is not None:
+            self._bus_sync.send(bus.RECOVER)
 
 
 def _forkserver(app: App) -> ForkServerContext:

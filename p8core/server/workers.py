@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -32,6 +33,9 @@ from . import bus
 from .serve import BACKLOG
 
 log = structlog.get_logger(component="workers")
+
+RECEIVE_BATCH = 100
+"""Bus messages a worker takes in one turn of its event loop, at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,19 +68,14 @@ class WorkerPlan:
         return sockets
 
 
-def process_status(app: App, index: int) -> dict[str, object]:
-    """What a worker reports: open connections, held exchanges, channels and counters."""
-    return {"worker": index, "pid": os.getpid(), "connections_open": len(app.clients),
-            "held": len(app.held), "channels": app.hub.channels(),
-            "duplicates_dropped": app.hub.stats.duplicates_dropped,
-            **app.metrics.snapshot()}
-
-
 class BusLink:
     """A worker's end of the bus: items and commands in, its status out."""
 
     def __init__(self, app: App, plan: WorkerPlan, lifeline: socket.socket) -> None:
         self.app, self.plan, self.lifeline = app, plan, lifeline
+        self.numbers: dict[str, int] = {}
+        """The number of the last item taken, per channel listened to."""
+        self.items_missed = 0
 
     async def run(self) -> None:
         """Connect to the supervisor and serve its bus until cancelled."""
@@ -90,7 +89,7 @@ class BusLink:
             sub.subscribe(bus.COMMANDS)
             hub = self.app.hub
             hub.on_subscribed.append(lambda channel: sub.subscribe(bus.topic(channel)))
-            hub.on_unsubscribed.append(lambda channel: sub.unsubscribe(bus.topic(channel)))
+            hub.on_unsubscribed.append(partial(self._unsubscribed, sub))
             push.connect(self.plan.status)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._receive, sub)
@@ -102,20 +101,53 @@ class BusLink:
             ctx.term()
 
     async def _receive(self, sub: zmq.asyncio.Socket) -> None:
-        app = self.app
+        # What is queued already is read without asyncio's future per message, in batches
+        # with a turn of the event loop in between for the clients' I/O.
+        recv_queued = partial(zmq.Socket.shadow(sub.underlying).recv, zmq.NOBLOCK)
         while True:
-            frames = await sub.recv_multipart()
-            if frames[0] == bus.RECOVER:
-                app.recover()
-            elif len(frames) == 2:
-                app.publish([pickle.loads(frames[1])])
+            self._take(await sub.recv())
+            for _ in range(RECEIVE_BATCH):
+                try:
+                    message = recv_queued()
+                except zmq.Again:
+                    break
+                self._take(message)
+            else:
+                await anyio.sleep(0)
+
+    def _unsubscribed(self, sub: zmq.asyncio.Socket, channel: str) -> None:
+        sub.unsubscribe(bus.topic(channel))
+        self.numbers.pop(channel, None)
+
+    def _take(self, message: bytes) -> None:
+        carried = bus.item_of(message)
+        if carried is None:
+            if message == bus.RECOVER:
+                self.app.recover()
+            return
+        channel, number, item = carried
+        last = self.numbers.get(channel)
+        self.numbers[channel] = number
+        if last is not None and number != last + 1:
+            self.items_missed += number - last - 1
+            log.warning("items_missed", channel=channel, missed=number - last - 1,
+                        worker_queue=self.app.config.server.worker_queue)
+        self.app.publish([pickle.loads(item)])
 
     async def _report(self, push: zmq.asyncio.Socket) -> None:
         while True:
-            status = json.dumps(process_status(self.app, self.plan.index)).encode()
+            status = json.dumps(self.status()).encode()
             with contextlib.suppress(zmq.Again):  # the supervisor is busy: next time
                 await push.send(status, flags=zmq.NOBLOCK)
             await anyio.sleep(bus.STATUS_INTERVAL)
+
+    def status(self) -> dict[str, object]:
+        """What this worker reports: open connections, held exchanges, channels, counters."""
+        app = self.app
+        return {"worker": self.plan.index, "pid": os.getpid(),
+                "connections_open": len(app.clients), "held": len(app.held),
+                "channels": app.hub.channels(), "items_missed": self.items_missed,
+                **app.metrics.snapshot()}
 
     async def _watch_supervisor(self) -> None:
         """Stop like on SIGTERM once the supervisor's end of the lifeline closes."""
