@@ -50,7 +50,6 @@ from .workers import WorkerPlan, lifeline_closed, run_worker
 
 log = structlog.get_logger(component="supervisor")
 
-EXIT_USAGE = 2  # a worker that could not start because of the config (as ``p8 run``)
 STOP_MARGIN = 2.0
 """Seconds a stopping worker gets beyond ``shutdown_grace`` before it is killed."""
 QUICK_EXIT = 1.0
@@ -205,6 +204,8 @@ class Supervisor:
 
         :raises P8Error: the worker stopped on a config problem before it ever reported.
         """
+        from ..cli import EXIT_USAGE  # not at the top: the forkserver imports this module
+
         quick_exits = 0
         while True:
             ours, theirs = socket.socketpair()
