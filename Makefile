@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench bench-quick clean
+.PHONY: setup run test lint docs bench bench-quick soak clean
 
 setup: $(STAMP)
 
@@ -24,11 +24,17 @@ lint: setup
 	$(BIN)/ruff check p8core plugins tests examples bench
 	$(BIN)/mypy
 
+docs: setup
+	$(BIN)/p8 config-reference > docs/config-reference.md
+
 bench: setup
 	$(BIN)/python -m bench.run $(ARGS)
 
 bench-quick: setup
 	$(BIN)/python -m bench.run --quick $(ARGS)
+
+soak: setup
+	$(BIN)/python -m bench.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -299,9 +299,12 @@ def _workers_ready(server: Server) -> int:
 
 
 def start_p8(workdir: Path, route: Route, cpu: int | str | None, *, workers: int = 1,
-             timeout: float = 30.0) -> Server:
+             timeout: float = 30.0, extra: str = "") -> Server:
     """p8 through ``bench.p8_server`` (``p8 run`` plus a SIGUSR1-timed full GC), with
-    ``[server] workers``."""
+    ``[server] workers``.
+
+    :param extra: TOML appended to the config (more tables, more ``[[routes]]``).
+    """
     port, control, pull, sub = (free_port() for _ in range(4))
     target = route.target if route.target == "test" else f"http://{route.target}"
     config = textwrap.dedent(f"""\
@@ -323,7 +326,7 @@ def start_p8(workdir: Path, route: Route, cpu: int | str | None, *, workers: int
         over_http = {"true" if route.over_http else "false"}
         """)
     path = workdir / "p8.toml"
-    path.write_text(config)
+    path.write_text(config + extra)
     gc_report = workdir / "p8-gc.json"
     cmd = [PYTHON, "-m", "bench.p8_server", "--config", str(path),
            "--gc-report", str(gc_report)]

@@ -287,7 +287,7 @@ def with_section(text: str, heading: str, section: str) -> str:
     ``section`` appended): up to the next heading of the same level, or the end."""
     start = text.find(heading)
     if start < 0:
-        return text.rstrip("\n") + "\n\n" + section
+        return text.rstrip("\n") + "\n\n" + section if text.strip() else section
     end = text.find("\n## ", start + len(heading))
     rest = text[end + 1:] if end >= 0 else ""
     return text[:start] + section + ("\n" + rest if rest else "")

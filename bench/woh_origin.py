@@ -3,7 +3,9 @@
 asyncio Protocols with h11, keep-alive, nothing else. A request with
 ``Content-Type: application/websocket-events`` is answered with events: ``OPEN`` → ``OPEN``,
 ``TEXT``/``BINARY`` → the same message back, ``PING`` → ``PONG``, ``CLOSE`` → ``CLOSE``.
-Any other request gets ``200 ok``.
+Any other request gets ``200 ok``. An ``OPEN`` of a path with ``?channel=NAME`` also turns
+on the GRIP extension (``message-prefix=""``) and subscribes the connection to ``NAME``, so
+published ``ws-message`` items reach it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from urllib.parse import parse_qs, urlsplit
 
 import h11
 
@@ -38,11 +41,18 @@ def encode_events(events: list[tuple[bytes, bytes]]) -> bytes:
                     for name, c in events)
 
 
-def answer(content_type: bytes | None, body: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+def answer(target: bytes, content_type: bytes | None, body: bytes,
+           ) -> tuple[list[tuple[bytes, bytes]], bytes]:
     if content_type != EVENTS:
         return [(b"content-type", b"text/plain")], b"ok\n"
-    out = [(ECHO[name], content) for name, content in decode_events(body) if name in ECHO]
-    return [(b"content-type", EVENTS)], encode_events(out)
+    events = decode_events(body)
+    out = [(ECHO[name], content) for name, content in events if name in ECHO]
+    headers = [(b"content-type", EVENTS)]
+    channel = parse_qs(urlsplit(target).query).get(b"channel")
+    if channel and (b"OPEN", b"") in events:
+        headers.append((b"sec-websocket-extensions", b'grip; message-prefix=""'))
+        out.append((b"TEXT", b'c:{"type": "subscribe", "channel": "%s"}' % channel[0]))
+    return headers, encode_events(out)
 
 
 class Origin(asyncio.Protocol):
@@ -51,6 +61,7 @@ class Origin(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.body: list[bytes] = []
         self.content_type: bytes | None = None
+        self.target = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -68,12 +79,13 @@ class Origin(asyncio.Protocol):
                 return
             if isinstance(event, h11.Request):
                 self.body = []
+                self.target = event.target
                 self.content_type = next((v for k, v in event.headers
                                           if k == b"content-type"), None)
             elif isinstance(event, h11.Data):
                 self.body.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
-                headers, body = answer(self.content_type, b"".join(self.body))
+                headers, body = answer(self.target, self.content_type, b"".join(self.body))
                 headers.append((b"content-length", b"%d" % len(body)))
                 self.transport.write(  # type: ignore[union-attr]
                     conn.send(h11.Response(status_code=200, headers=headers))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from .config import Config, ConfigSection, parse_table
 from .connector import (
+    BackendWebSocket,
     BufferedResponse,
     Connector,
     OriginError,
     OriginRequest,
     OriginResponse,
     OriginTimeout,
+    WebSocketConnector,
+    WebSocketMessage,
 )
 from .errors import ConfigError, InstructionError, P8Error, PluginError, PublishError
 from .grip.instructions import Channel, Instruct, KeepAlive, NextLink
@@ -38,6 +41,7 @@ from .transport import ClientTransport
 __all__ = [
     "Action",
     "ArmTimer",
+    "BackendWebSocket",
     "BufferedResponse",
     "CancelTimer",
     "Channel",
@@ -72,6 +76,8 @@ __all__ = [
     "SendHead",
     "Subscribe",
     "Unsubscribe",
+    "WebSocketConnector",
+    "WebSocketMessage",
     "hookimpl",
     "hookspec",
     "parse_table",

@@ -23,6 +23,8 @@ from .proxy.routes import Route, Router
 from .pubsub.hub import Hub
 from .pubsub.items import PublishFormat, PublishItem, parse_publish_body
 from .server.held import HeldExchange
+from .server.listeners import tls_context
+from .server.publish_auth import PublishAuth, load_verifier
 from .transport import ClientTransport
 
 if TYPE_CHECKING:
@@ -74,8 +76,7 @@ class App:
 
     def __init__(self, config: Config, pm: pluggy.PluginManager) -> None:
         self.config, self.pm = config, pm
-        self.hold_modes: Mapping[str, type[HoldMode]] = collect_named(
-            pm, "p8_register_hold_modes", lambda m: [m.name], "hold mode", config=config)
+        self.hold_modes: Mapping[str, type[HoldMode]]
         self.formats: Mapping[str, PublishFormat] = collect_named(
             pm, "p8_register_formats", lambda f: [f.name], "format", config=config)
         self.connector_types: Mapping[str, type[Connector]] = collect_named(
@@ -83,20 +84,26 @@ class App:
         self.transports: list[ClientTransport] = list(collect_named(
             pm, "p8_register_transports", lambda t: [t.name], "transport",
             config=config).values())
-        self._check_routes()
-        self.router = Router(config.routes)
         self.connectors: dict[tuple[str, Hashable], Connector] = {}
-        pubsub = config.pubsub
-        self.hub = Hub(id_cache_ttl=pubsub.id_cache_ttl, message_wait=pubsub.message_wait / 1000,
-                       subscription_linger=pubsub.subscription_linger)
-        self.signer = self._signer(config.proxy.sig_iss, config.proxy.sig_key, "proxy.sig_key")
-        self.verifier = self._verifier()
+        self.config_path: Path | None = None
+        """The file the config came from (what a reload reads); None for none."""
+        self.hub = Hub()
+        self.role = Role.SINGLE
+        self.router: Router
+        self.signer: Signer | None
+        self.verifier: Verifier | None
+        self.publish_auth: PublishAuth | None
+        self._route_signers: dict[tuple[str, str], Signer] = {}
+        self.reconfigure(config)
+        self.tls = tls_context(config)
         self.metrics = Metrics()
         self.held: set[HeldExchange] = set()
         self.clients: set[HttpConnection] = set()
         """Open client connections (the server adds and removes them)."""
-        self.role = Role.SINGLE
         self.forwarder: Forwarder | None = None
+        self.on_sighup: list[Callable[[], None]] = []
+        """Called on each SIGHUP once this process has reloaded (a supervisor passes the
+        signal on to its workers)."""
         self.control_views: dict[str, Callable[[], object]] = {}
         """Read-only JSON answers of the control API by path (``GET /workers``)."""
         self.clock: Callable[[], float] = time.monotonic
@@ -112,7 +119,9 @@ class App:
         :raises P8Error: a config or plugin problem, with file and key.
         """
         raw, source, base_dir = load_raw(path)
-        return cls.from_raw(raw, source, base_dir)
+        app = cls.from_raw(raw, source, base_dir)
+        app.config_path = path
+        return app
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any], source: str = "<config>",
@@ -126,35 +135,45 @@ class App:
                                          for s in offered]
         return cls(build_config(raw, source, base_dir, sections), pm)
 
-    def _check_routes(self) -> None:
-        for route in self.config.routes:
+    def reconfigure(self, config: Config) -> None:
+        """Check what ``config`` derives (routes, keys), then switch to it all at once.
+
+        On a reload, routes, limits and keys apply to what comes next; exchanges held now
+        keep the route they started on. Listeners and plugins were set up at start: the
+        caller keeps those parts of ``config`` as they were.
+
+        :raises ConfigError: a route target or a key cannot be used; nothing changed.
+        """
+        for route in config.routes:
             for target in route.targets:
-                scheme = target_scheme(target)
-                if scheme not in self.connector_types:
-                    raise ConfigError(route.source or self.config.source, "target",
+                if target_scheme(target) not in self.connector_types:
+                    raise ConfigError(route.source or config.source, "target",
                                       f"no enabled plugin handles targets like {target!r}")
-
-    def _signer(self, iss: str, key: str, what: str) -> Signer | None:
-        if not key:
-            return None
-        try:
-            return Signer(iss, key, base_dir=self.config.base_dir)
-        except ValueError as e:
-            raise ConfigError(self.config.source, what, str(e)) from None
-
-    def _verifier(self) -> Verifier | None:
-        key = self.config.proxy.upstream_key
-        if not key:
-            return None
-        try:
-            return Verifier(key, base_dir=self.config.base_dir)
-        except ValueError as e:
-            raise ConfigError(self.config.source, "proxy.upstream_key", str(e)) from None
+        proxy = config.proxy
+        signer = _signer(config, proxy.sig_iss, proxy.sig_key, "proxy.sig_key")
+        route_signers = {(r.sig_iss, r.sig_key): _signer(config, r.sig_iss, r.sig_key,
+                                                         "sig_key", r.source)
+                         for r in config.routes if r.sig_iss and r.sig_key}
+        verifier = (load_verifier(proxy.upstream_key, config, "proxy.upstream_key")
+                    if proxy.upstream_key else None)
+        publish_auth = PublishAuth.from_config(config)
+        router = Router(config.routes)
+        hold_modes: Mapping[str, type[HoldMode]] = collect_named(
+            self.pm, "p8_register_hold_modes", lambda m: [m.name], "hold mode", config=config)
+        self.config, self.router, self.hold_modes = config, router, hold_modes
+        self.signer, self.verifier, self.publish_auth = signer, verifier, publish_auth
+        self._route_signers = {k: v for k, v in route_signers.items() if v is not None}
+        pubsub = config.pubsub
+        # A worker's supervisor drops repeated ids, once for all its workers.
+        self.hub.id_cache_ttl = 0 if self.role is Role.WORKER else pubsub.id_cache_ttl
+        self.hub.message_wait = pubsub.message_wait / 1000
+        self.hub.subscription_linger = pubsub.subscription_linger
 
     def route_signer(self, iss: str | None, key: str | None) -> Signer | None:
         """The signer for a route: its own when it sets both ``sig_iss`` and ``sig_key``."""
         if iss and key:
-            return self._signer(iss, key, "routes.sig_key")
+            found = self._route_signers.get((iss, key))
+            return found or _signer(self.config, iss, key, "sig_key")
         return self.signer
 
     def http_client(self) -> httpx.AsyncClient:
@@ -242,6 +261,17 @@ class App:
         self.hub.clear_last_ids()
         for exchange in list(self.held):
             exchange.update()
+
+
+def _signer(config: Config, iss: str, key: str, what: str, source: str = "") -> Signer | None:
+    """The signer for ``key`` as written in ``source`` (default: the config file) at
+    ``what``; ``None`` for no key."""
+    if not key:
+        return None
+    try:
+        return Signer(iss, key, base_dir=config.base_dir)
+    except ValueError as e:
+        raise ConfigError(source or config.source, what, str(e)) from None
 
 
 def _not_running(*args: object) -> None:

@@ -22,7 +22,10 @@ from .proxy.routes import Route, duplicate_condition, parse_routes_file, route_f
 T = TypeVar("T")
 
 DEFAULT_SOURCE = "<defaults>"
+UNIX_PATH_MAX = 107
+"""Longest Unix socket path the kernel takes (``sun_path`` less its final NUL)."""
 DEFAULT_ROUTES = (Route(targets=("test",), source="default route"),)
+MIN_RELOAD_INTERVAL = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,23 +55,45 @@ class ServerConfig:
     """``[server]``: the client-facing listeners and their bounds."""
 
     listen: tuple[str, ...] = ("0.0.0.0:7999",)
+    """Addresses for plain HTTP clients: ``host:port``, ``[::1]:7999`` or a bare port
+    (every IPv4 interface)."""
+    tls_listen: tuple[str, ...] = ()
+    """Addresses for HTTPS clients, written as ``listen``; needs ``tls_cert``."""
+    tls_cert: str = ""
+    """PEM file with the certificate chain for ``tls_listen``, relative to the config
+    file's directory."""
+    tls_key: str = ""
+    """PEM file with the certificate's private key; empty: it is in ``tls_cert``."""
+    unix_listen: tuple[str, ...] = ()
+    """Unix socket paths for clients (e.g. a front web server on the same machine),
+    relative to the config file's directory."""
+    unix_mode: int = 0o666
+    """Permissions of the ``unix_listen`` sockets; ``0o660`` lets only the owner and group
+    connect."""
     max_connections: int = 50_000
+    """Client connections beyond this are answered ``503`` and closed."""
     client_buffer_size: int = 8192
+    """Largest client request head, in bytes."""
     write_buffer_max: int = 1_048_576
     """Bytes a held connection may have unsent before it is closed as too slow."""
     shutdown_grace: float = 3.0
+    """Seconds to wait for connections to close on SIGTERM or SIGINT."""
+    gc_freeze_step: int = 1000
+    """Freeze the heap after this many new connections, keeping full garbage collections
+    short while many are held (``0``: never)."""
+    reload_watch: bool = False
+    """Reload when the config file or its routes file changes (SIGHUP always reloads)."""
+    reload_interval: float = 1.0
+    """Seconds between two looks at the files' modification times."""
     workers: int | str = 1
     """Processes serving clients: a number, or ``"auto"`` for one per CPU."""
     reuse_port: bool = True
-    """Workers bind their own listeners with SO_REUSEPORT (where the platform has it);
-    otherwise they share listening sockets the supervisor made."""
+    """With workers: each binds its own TCP listeners with SO_REUSEPORT (where the platform
+    has it) and the kernel spreads connections; otherwise they share the supervisor's
+    listening sockets (Unix sockets are always shared)."""
     worker_queue: int = 100_000
-    """Items queued for one worker, at most; beyond that publishes to its channels are
-    dropped and counted."""
-
-    @property
-    def addresses(self) -> tuple[Address, ...]:
-        return tuple(parse_address(a, "", "") for a in self.listen)
+    """With workers: items queued for one worker, at most; a worker further behind misses
+    the items beyond (and counts them), the others do not."""
 
     @property
     def worker_count(self) -> int:
@@ -84,8 +109,15 @@ class ControlConfig:
     """``[control]``: the HTTP control API (``POST /publish/``)."""
 
     listen: str = "127.0.0.1:5561"
+    """Address of the control API."""
     max_body: int = 1_000_000
+    """Largest publish body, in bytes; a larger one gets ``400``."""
     max_headers: int = 10_000
+    """Largest control request head, in bytes."""
+    key: str = ""
+    """Publishers must authenticate with this key (see ``server.publish_auth``)."""
+    iss: str = ""
+    """The ``iss`` a publisher's JWT must carry; empty accepts any."""
 
     @property
     def address(self) -> Address:
@@ -97,13 +129,30 @@ class ProxyConfig:
     """``[proxy]``: how requests reach backends."""
 
     sig_iss: str = "pushpin"
+    """``iss`` claim of the ``Grip-Sig`` JWT sent to backends."""
     sig_key: str = "changeme"
+    """Grip-Sig key: a plain HMAC secret (HS256), ``base64:<b64>``, or ``file:<pem>``
+    (ES256/RS256, needs ``cryptography``); ``""`` sends no Grip-Sig."""
     upstream_key: str = ""
+    """A client whose ``Grip-Sig`` verifies with this key is a trusted GRIP proxy: its
+    ``Grip-*`` headers pass through and GRIP responses are relayed to it unprocessed."""
     backend_timeout: float = 30.0
+    """Seconds to wait for a backend to answer; when they run out, the client gets
+    ``504``."""
     routes_file: str = ""
+    """A Pushpin routes file, relative to the config file's directory."""
     debug: bool = False
+    """Every route is a ``debug`` route: error answers give the reason, and streams that
+    end on an error write it first."""
+    auto_cross_origin: bool = False
+    """Every route is an ``aco`` route: CORS headers, and JSON-P for GET requests with a
+    callback."""
     x_forwarded_for: tuple[str, ...] = ()
+    """``"append"`` (add the client's address) and ``"truncate:N"`` (keep the last N hops),
+    applied in order; empty passes the client's header unchanged."""
     max_grip_body: int = 100_000
+    """Largest backend GRIP response body (larger: ``502``), and largest client body kept
+    for retries."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +160,14 @@ class PubsubConfig:
     """``[pubsub]``: ordering, de-duplication and subscription bounds (Pushpin's names)."""
 
     id_cache_ttl: float = 60.0
+    """Seconds a published ``(channel, id)`` is remembered so a repeat is dropped; ``0``
+    turns this off."""
     message_wait: int = 5000
-    """Milliseconds an out-of-order item waits for its predecessor."""
+    """Milliseconds an item whose ``prev-id`` does not match waits for its predecessor."""
     subscription_linger: float = 60.0
+    """Seconds a channel stays subscribed after its last long-poll client left."""
     connection_subscription_max: int = 20
+    """Channels one held connection may subscribe to; the rest are ignored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +185,8 @@ class PluginsConfig:
     """``[plugins]``: which installed plugins run, and their parsed tables."""
 
     enabled: tuple[str, ...] | None = None
+    """Entry-point names of the plugins to load (absent: every installed plugin); the
+    built-in plugin always loads."""
     sections: Mapping[str, object] = field(default_factory=lambda: types.MappingProxyType({}))
 
     def section(self, name: str) -> Any:
@@ -252,10 +307,10 @@ def build_config(raw: Mapping[str, Any], source: str, base_dir: Path,
         if name not in _TOP_LEVEL:
             raise ConfigError(source, name, "unknown table")
     server = parse_table(ServerConfig, _table(raw, "server", source), source, "server")
-    for i, text in enumerate(server.listen):
-        parse_address(text, source, f"server.listen[{i}]")
-    if not server.listen:
-        raise ConfigError(source, "server.listen", "needs at least one address")
+    check_listeners(server, source)
+    if server.reload_interval < MIN_RELOAD_INTERVAL:
+        raise ConfigError(source, "server.reload_interval",
+                          f"must be at least {MIN_RELOAD_INTERVAL} seconds")
     if server.workers != "auto" and not (isinstance(server.workers, int) and server.workers):
         raise ConfigError(source, "server.workers",
                           f'expected a number of processes (1 or more) or "auto", '
@@ -272,6 +327,28 @@ def build_config(raw: Mapping[str, Any], source: str, base_dir: Path,
     plugins = _parse_plugins(_table(raw, "plugins", source), source, sections)
     routes = _parse_routes(raw, source, base_dir, proxy.routes_file)
     return Config(server, control, proxy, pubsub, plugins, routes, source, base_dir)
+
+
+def check_listeners(server: ServerConfig, source: str) -> None:
+    """Check ``[server]``'s addresses and the keys that go with them.
+
+    :raises ConfigError: a bad address, no listener at all, ``tls_listen`` without
+        ``tls_cert``, or a Unix socket path that is empty, too long or a bad mode.
+    """
+    for key in ("listen", "tls_listen"):
+        for i, text in enumerate(getattr(server, key)):
+            parse_address(text, source, f"server.{key}[{i}]")
+    if not (server.listen or server.tls_listen or server.unix_listen):
+        raise ConfigError(source, "server.listen",
+                          "needs at least one address (or tls_listen, unix_listen)")
+    if server.tls_listen and not server.tls_cert:
+        raise ConfigError(source, "server.tls_cert", "required with tls_listen")
+    for i, path in enumerate(server.unix_listen):
+        if not path or len(path.encode()) > UNIX_PATH_MAX:
+            raise ConfigError(source, f"server.unix_listen[{i}]",
+                              f"must be a path of 1 to {UNIX_PATH_MAX} bytes")
+    if server.unix_mode > 0o777:
+        raise ConfigError(source, "server.unix_mode", "must be a file mode such as 0o660")
 
 
 def _parse_plugins(table: Mapping[str, Any], source: str,

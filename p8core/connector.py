@@ -3,6 +3,10 @@
 A connector is registered for one or more target schemes (``http``, ``https``, ``test``,
 ``zhttp+tcp``, ...) through ``p8_register_connectors``. The core builds one instance per
 distinct target and calls :meth:`Connector.request` for every proxied request to it.
+
+A connector may also carry WebSocket sessions message by message: a
+:class:`WebSocketConnector` opens a :class:`BackendWebSocket` for a client's handshake, and
+the client transport relays messages between the two.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Final, final
 
 from .errors import P8Error
 
@@ -54,6 +58,9 @@ class OriginRequest:
     content_length: int | None = 0
     route: Route | None = None
     """The route that chose this target (its options, for connectors that need them)."""
+    secure: bool = False
+    """The client connected over TLS (a backend that sees absolute URIs gets ``https://``
+    or ``wss://``)."""
 
 
 class OriginResponse(ABC):
@@ -150,6 +157,71 @@ class Connector(ABC):
     async def aclose(self) -> None:
         """Release pooled connections; called once at shutdown."""
         return None
+
+
+MESSAGE_KINDS: Final = frozenset({"text", "binary", "ping", "pong", "close"})
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class WebSocketMessage:
+    """One whole WebSocket message, or a control frame, between p8 and a backend.
+
+    ``kind`` is one of :data:`MESSAGE_KINDS`. ``data`` is the payload (UTF-8 for text);
+    for ``close`` it is the reason, and ``code`` the close code (``None``: no code).
+    """
+
+    kind: str
+    data: bytes = b""
+    code: int | None = None
+
+
+class BackendWebSocket(ABC):
+    """A WebSocket session the backend accepted; messages go both ways until a close.
+
+    ``headers`` and ``reason`` are those of the backend's ``101`` response.
+    """
+
+    headers: Headers
+    reason: bytes
+
+    @abstractmethod
+    async def send(self, message: WebSocketMessage) -> None:
+        """Send one message; waits while the backend's flow control holds it back.
+
+        :raises OriginError: the session is over (the backend failed or went away).
+        """
+
+    @abstractmethod
+    async def receive(self) -> WebSocketMessage:
+        """The backend's next message; nothing follows a ``close``.
+
+        :raises OriginError: the backend broke off the session without a close.
+        """
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """End the session; a backend still in it is told it was abandoned."""
+
+
+class WebSocketConnector(Connector):
+    """A connector whose target can also back WebSocket clients, message by message.
+
+    The client transport checks for this class: a route whose target's connector is one
+    relays each client WebSocket through :meth:`open_websocket`.
+    """
+
+    @abstractmethod
+    async def open_websocket(self, req: OriginRequest, *,
+                             timeout: float) -> BackendWebSocket | OriginResponse:
+        """Send the client's handshake ``req`` (a ``GET`` without body, its ``Upgrade`` and
+        ``Sec-WebSocket-*`` headers kept) and return once the backend decided.
+
+        :param timeout: seconds allowed to reach the backend and receive its decision.
+        :returns: the open session after a ``101``, or the response that refused it.
+        :raises OriginTimeout: no decision within ``timeout``.
+        :raises OriginError: the target refused, was unreachable or answered garbage.
+        """
 
 
 def target_scheme(target: str) -> str:

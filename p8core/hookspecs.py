@@ -46,7 +46,8 @@ def p8_config_sections() -> Sequence[ConfigSection]:
 
 @hookspec
 def p8_register_hold_modes(config: Config) -> Sequence[type[HoldMode]]:
-    """Offer hold modes, keyed by ``HoldMode.name`` (the ``Grip-Hold`` value).
+    """Offer hold modes, keyed by ``HoldMode.name`` (the ``Grip-Hold`` value). Called at
+    start and again after each reload; exchanges held then keep the class they started with.
 
     :param config: the loaded configuration, for plugin settings.
     :returns: ``HoldMode`` subclasses; a name offered by two plugins stops start-up.

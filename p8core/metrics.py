@@ -17,6 +17,7 @@ class Metrics:
     slow_clients_closed: int = 0
     publishes_accepted: int = 0
     publishes_rejected: int = 0
+    publishes_unauthorized: int = 0
     items_published: int = 0
     formats_ignored: int = 0
 

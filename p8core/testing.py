@@ -1,12 +1,15 @@
 """Helpers for testing p8 and its plugins over real sockets.
 
 ``run_p8`` starts p8 in-process on free ports; ``Origin`` is a tiny backend on a free port
-whose answers a test scripts; ``publish`` posts items to the control API.
+whose answers a test scripts; ``publish`` posts items to the control API;
+``self_signed_cert`` makes a certificate for TLS listeners.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime
+import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -36,6 +39,11 @@ class Running:
     @property
     def control_url(self) -> str:
         return f"http://127.0.0.1:{self.bound.control}"
+
+    @property
+    def tls_url(self) -> str:
+        """The first ``tls_listen`` address, as an ``https://`` URL."""
+        return f"https://127.0.0.1:{self.bound.tls[0]}"
 
 
 def loopback_config(raw: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -163,3 +171,37 @@ async def run_origin(handler: OriginHandler) -> AsyncIterator[Origin]:
             yield origin
         finally:
             tg.cancel_scope.cancel()
+
+
+def self_signed_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """Write a self-signed certificate for ``host`` (an IP address or a DNS name), valid
+    for a day, and its key, as PEM files in ``directory``. Needs ``cryptography``.
+
+    :returns: the certificate's and the key's paths; a client trusts the certificate by
+        using it as its CA file.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        alt = x509.DNSName(host)
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path

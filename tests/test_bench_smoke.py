@@ -48,3 +48,18 @@ def test_workers_comparison_writes_its_own_section(tmp_path: Path) -> None:
     samples = json.loads((tmp_path / "RESULTS-workers.json").read_text())["samples"]
     assert {s["kind"] for s in samples} == {"p8-w1", "p8-w2"}
     assert [s["value"] for s in samples if s["metric"] == "losses"] == [0, 0]
+
+
+def test_soak_churn_leaves_an_empty_hub(tmp_path: Path) -> None:
+    """A few seconds of the soak test: every client kind connects and leaves while
+    publishes flow, and once they are gone the hub and the held exchanges are empty."""
+    out = tmp_path / "SOAK.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--minutes", "0.05", "--sample-every", "1.5",
+         "--streams", "4", "--longpolls", "4", "--websockets", "4", "--max-lifetime", "1",
+         "--linger", "0.5", "--id-ttl", "0.5", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = out.read_text()
+    assert report.startswith("## Soak\n") and "| minute | RSS MiB |" in report
+    assert '"channels": 0, "subscribers": 0' in report and "— empty." in report

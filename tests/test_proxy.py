@@ -157,13 +157,15 @@ async def test_no_upstream_key_trusts_nobody() -> None:
         assert origin.requests[-1].header(b"grip-sig") != empty.encode()
 
 
-async def test_grip_errors_are_502_with_a_reason() -> None:
+async def test_grip_errors_are_502_with_a_reason_on_debug_routes() -> None:
     replies = {
         b"/bad": Reply(200, [("Grip-Hold", "stream"), ("Grip-Timeout", "soon")], b""),
         b"/mode": Reply(200, [("Grip-Hold", "carrier-pigeon"), ("Grip-Channel", "c")], b""),
     }
     async with run_origin(lambda r: replies[r.target]) as origin, \
-            run_p8({"routes": [{"target": origin.target}]}) as p8, \
+            run_p8({"routes": [{"target": origin.target, "debug": True},
+                               {"path_prefix": "/quiet/", "replace_beg": "/",
+                                "target": origin.target}]}) as p8, \
             httpx.AsyncClient() as client:
         resp = await client.get(f"{p8.url}/mode")
         assert (resp.status_code, resp.text) == (
@@ -171,13 +173,16 @@ async def test_grip_errors_are_502_with_a_reason() -> None:
         resp = await client.get(f"{p8.url}/bad")
         assert resp.status_code == 502
         assert resp.text.startswith("Failed to parse accept instructions: ")
+        for path in ("/quiet/mode", "/quiet/bad"):
+            resp = await client.get(f"{p8.url}{path}")
+            assert (resp.status_code, resp.text) == (502, "Error while proxying to origin.\n")
 
 
 async def test_grip_body_and_request_limits() -> None:
     big = Reply(200, [("Grip-Hold", "response"), ("Grip-Channel", "c")], b"x" * 100_001)
     small = Reply(200, [("Grip-Hold", "response"), ("Grip-Channel", "c")], b"")
     async with run_origin(lambda r: big if r.target == b"/big" else small) as origin, \
-            run_p8({"routes": [{"target": origin.target}]}) as p8, \
+            run_p8({"routes": [{"target": origin.target, "debug": True}]}) as p8, \
             httpx.AsyncClient() as client:
         resp = await client.get(f"{p8.url}/big")
         assert resp.status_code == 502 and "too large" in resp.text
@@ -193,7 +198,7 @@ async def test_dead_backend_502_and_slow_backend_504() -> None:
         free = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
         refused = free.extra(anyio.abc.SocketAttribute.local_port)
         await free.aclose()
-        config = {"proxy": {"backend_timeout": 0.3},
+        config = {"proxy": {"backend_timeout": 0.3, "debug": True},
                   "routes": [{"path_prefix": "/dead", "target": f"http://127.0.0.1:{refused}"},
                              {"path_prefix": "/slow", "target": f"http://127.0.0.1:{silent}"}]}
         async with run_p8(config) as p8, httpx.AsyncClient() as client:
@@ -287,7 +292,7 @@ async def test_https_backend_verified_unless_the_route_is_insecure(
         tg.start_soon(listener.serve, serve)
         target = f"https://127.0.0.1:{port}"
         config = {"routes": [{"path_prefix": "/trusting", "target": target, "insecure": True},
-                             {"path_prefix": "/strict", "target": target}]}
+                             {"path_prefix": "/strict", "target": target, "debug": True}]}
         async with run_p8(config) as p8, httpx.AsyncClient() as client:
             resp = await client.get(f"{p8.url}/trusting")
             assert (resp.status_code, resp.text) == (200, "TLS")

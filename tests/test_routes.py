@@ -292,6 +292,13 @@ def test_toml_every_key() -> None:
             "ssl": False,
             "sig_iss": "iss",
             "sig_key": "base64:aGk=",
+            "aco": True,
+            "jsonp_mode": "basic",
+            "jsonp_cb": "cb",
+            "jsonp_body": "data",
+            "jsonp_defcb": "app.handle",
+            "jsonp_defmethod": "PUT",
+            "log_level": "debug",
         },
         "p8.toml",
         "routes[0]",
@@ -320,6 +327,13 @@ def test_toml_every_key() -> None:
         insecure=True,
         sig_iss="iss",
         sig_key="base64:aGk=",
+        aco=True,
+        jsonp_mode="basic",
+        jsonp_cb="cb",
+        jsonp_body="data",
+        jsonp_defcb="app.handle",
+        jsonp_defmethod="PUT",
+        log_level="debug",
         source="p8.toml: routes[0]",
     )
 
@@ -361,6 +375,15 @@ def test_toml_unknown_key() -> None:
         ({"target": "test", "sub": ["a", 1]}, "routes[0].sub[1]", "expected a string"),
         ({"target": "test", "headers": ["X:1"]}, "routes[0].headers", "expected a table"),
         ({"target": "test", "headers": {"X": 1}}, "routes[0].headers.X", "expected a string"),
+        ({"target": "test", "aco": "yes"}, "routes[0].aco", "expected a boolean"),
+        ({"target": "test", "jsonp_mode": "full"}, "routes[0].jsonp_mode",
+         "must be 'basic' or 'extended'"),
+        ({"target": "test", "jsonp_cb": ""}, "routes[0].jsonp_cb", "must not be empty"),
+        ({"target": "test", "jsonp_defcb": "alert(1)"}, "routes[0].jsonp_defcb",
+         "'alert(1)' is not a JavaScript function name"),
+        ({"target": "test", "jsonp_defmethod": "G T"}, "routes[0].jsonp_defmethod",
+         "'G T' is not an HTTP method"),
+        ({"target": "test", "log_level": "loud"}, "routes[0].log_level", "must be one of"),
     ],
 )
 def test_toml_wrong_type(table: dict[str, object], key: str, problem: str) -> None:
@@ -521,7 +544,8 @@ def test_condition_props() -> None:
     r = parse_one(
         "Example.COM,proto=ws,ssl=no,path_beg=/x/,id=i,prefix=p-,sig_iss=iss,"
         'sig_key=base64:aGk=,as_host=in:81,header=X-A:1,header=X-B:,"header=X-C:  v",'
-        "debug,no_grip test"
+        "debug,no_grip,aco,jsonp_mode=basic,jsonp_cb=c,jsonp_body=b,jsonp_defcb=f,"
+        "jsonp_defmethod=PATCH,log_level=0,session test"
     )
     assert r == Route(
         targets=("test",),
@@ -537,8 +561,17 @@ def test_condition_props() -> None:
         headers=(("X-A", "1"), ("X-B", ""), ("X-C", "v")),
         debug=True,
         no_grip=True,
+        aco=True,
+        jsonp_mode="basic",
+        jsonp_cb="c",
+        jsonp_body="b",
+        jsonp_defcb="f",
+        jsonp_defmethod="PATCH",
+        log_level="error",
         source="routes:1",
     )
+    assert [parse_one(f"*,log_level={n} test").log_level for n in (1, 2, 3, 9)] == [
+        "warning", "info", "debug", "debug"]
     assert parse_one("*,ssl=yes,path_rem=3 test").ssl is True
     assert parse_one("*,path_rem=3 test").path_rem == 3
 
@@ -622,6 +655,11 @@ def test_first_targets_props_win() -> None:
         ("* a:1,host", "host: needs a value"),
         ("* test,ssl", "'test': 'ssl' applies only to host:port targets"),
         ("* zhttp/", "'zhttp/' needs a ZeroMQ spec"),
+        ("*,aco=yes test", "aco: takes no value"),
+        ("*,jsonp_mode=full test", "jsonp_mode: must be 'basic' or 'extended'"),
+        ("*,jsonp_defcb=x;y test", "jsonp_defcb: 'x;y' is not a JavaScript function name"),
+        ("*,log_level=verbose test", "log_level: 'verbose' is not a log level (0 to 3)"),
+        ("*,session=1 test", "session: takes no value"),
     ],
 )
 def test_line_errors(line: str, problem: str) -> None:
@@ -632,19 +670,7 @@ def test_line_errors(line: str, problem: str) -> None:
 
 @pytest.mark.parametrize(
     "option",
-    [
-        "aco",
-        "session",
-        "orig_headers",
-        "jsonp_mode=basic",
-        "jsonp_cb=cb",
-        "jsonp_body=b",
-        "jsonp_defcb=f",
-        "jsonp_defmethod=GET",
-        "sockjs=/s",
-        "sockjs_as_path=/ws",
-        "log_level=3",
-    ],
+    ["orig_headers", "sockjs=/s", "sockjs_as_path=/ws"],
 )
 def test_unsupported_condition_options(option: str) -> None:
     name = option.partition("=")[0]

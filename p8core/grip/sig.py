@@ -176,7 +176,7 @@ class Verifier:
         """Whether ``token`` is signed with this key (in this key's algorithm) and has a
         numeric ``exp`` later than ``now``. Any malformed token is simply invalid."""
         try:
-            claims = self._claims(token)
+            claims = self.claims(token)
             exp = claims.get("exp")
             if isinstance(exp, bool) or not isinstance(exp, int | float):
                 return False
@@ -184,7 +184,12 @@ class Verifier:
         except Exception:
             return False
 
-    def _claims(self, token: str) -> dict[str, Any]:
+    def claims(self, token: str) -> dict[str, Any]:
+        """The claims of ``token`` when it is signed with this key; nothing else is checked.
+
+        :raises Exception: ``ValueError`` or a PyJWT error: malformed, another algorithm,
+            or a signature that does not verify.
+        """
         if self._key.alg != "HS256":
             payload = jwt.PyJWS().decode(token, self._key.crypto_key,
                                          algorithms=[self._key.alg])
@@ -201,3 +206,8 @@ class Verifier:
         if not isinstance(claims, dict):
             raise ValueError("claims are not an object")
         return claims
+
+    def is_secret(self, value: bytes) -> bool:
+        """Whether ``value`` is this key's HMAC secret itself (constant time); never for
+        a PEM key."""
+        return self._key.alg == "HS256" and hmac.compare_digest(value, self._key.secret)

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Final, final
 
 from p8core.errors import ConfigError
+from p8core.proxy.crossorigin import is_callback
 
 __all__ = [
+    "TOML_FIELDS",
     "Route",
     "Router",
     "duplicate_condition",
@@ -44,24 +46,68 @@ class Route:
     """
 
     targets: tuple[str, ...]
+    """Where requests go: ``"http://host:port"``, ``"https://host:port"``, ``"host:port"``
+    (meaning ``http://``), ``"test"``, or another ``scheme://...`` offered by a plugin
+    (``zhttp+tcp://...``, ``zhttpreq+tcp://...``). Several are tried in order when
+    connecting fails."""
     host: str = "*"
+    """``"*"`` or an exact host (no port, no partial wildcards); ``""`` makes the route
+    reachable only by its id."""
     path_prefix: str = ""
+    """Paths this route matches: empty (every path) or a prefix starting with ``/``."""
     proto: str | None = None
+    """``"http"`` or ``"ws"`` (WebSocket handshakes); unset matches both."""
     ssl: bool | None = None
+    """Match only TLS (true) or only plain (false) client connections; unset matches both."""
     id: str | None = None
+    """The route's name; defaults to ``host,proto,ssl,path_prefix``."""
     over_http: bool = False
+    """WebSocket clients reach the backend as WebSocket-over-HTTP requests."""
     one_event: bool = False
+    """With ``over_http``: one WebSocket event per request."""
     prefix: str = ""
+    """Prefix added to the channels this route's backend names."""
     replace_beg: str | None = None
+    """Replaces a leading ``path_prefix`` in the path sent to the backend."""
     path_rem: int = 0
+    """Characters removed from the start of the path sent to the backend (not with
+    ``replace_beg``)."""
     as_host: str | None = None
+    """The ``Host`` header sent to the backend."""
     headers: tuple[tuple[str, str], ...] = ()
+    """Request headers to set, in order; an empty value only removes the header."""
     debug: bool = False
+    """Error answers say what went wrong, and streams that end on an error write the
+    reason first (else errors are ``Error while proxying to origin.``)."""
     no_grip: bool = False
+    """Plain proxying: no ``Grip-Sig``, and GRIP instructions are not acted on."""
     sub: tuple[str, ...] = ()
+    """Channels every WebSocket connection on this route is subscribed to."""
     insecure: bool = False
+    """Skip TLS certificate checks of an ``https://`` backend."""
     sig_iss: str | None = None
+    """This route's ``Grip-Sig`` issuer (with ``sig_key``; else ``[proxy]``'s)."""
     sig_key: str | None = None
+    """This route's ``Grip-Sig`` key, in ``[proxy] sig_key``'s syntax (with ``sig_iss``)."""
+    aco: bool = False
+    """Auto cross-origin: CORS headers on every answer, and JSON-P for GET requests with
+    a callback parameter."""
+    jsonp_mode: str = "extended"
+    """``"extended"`` wraps status, headers and body as one object; ``"basic"`` wraps the
+    body alone."""
+    jsonp_cb: str = "callback"
+    """Query parameter that names the JSON-P callback."""
+    jsonp_body: str = ""
+    """Query parameter whose value becomes a JSON request body; empty: ``_body`` is the
+    body, as is."""
+    jsonp_defcb: str = ""
+    """Callback used when the request has ``jsonp_body`` but no callback parameter."""
+    jsonp_defmethod: str = ""
+    """Method of a JSON-P request without ``_method``; empty: GET (extended) or POST
+    (basic)."""
+    log_level: str = "info"
+    """Level of this route's request log lines: ``"debug"``, ``"info"``, ``"warning"``
+    or ``"error"``."""
     source: str = ""
 
     @property
@@ -160,6 +206,34 @@ def _not_empty(value: str) -> str:
 def _route_host(value: str) -> str:
     """A route's host; empty stays empty (the route is reachable only by id)."""
     return _host(value) if value else ""
+
+
+def _jsonp_mode(value: str) -> str:
+    if value not in ("basic", "extended"):
+        raise _Invalid("must be 'basic' or 'extended'")
+    return value
+
+
+def _callback_name(value: str) -> str:
+    """A default JSON-P callback: empty (none) or a JavaScript name such as ``app.cb``."""
+    if value and not is_callback(value.encode()):
+        raise _Invalid(f"{value!r} is not a JavaScript function name")
+    return value
+
+
+def _method(value: str) -> str:
+    if value and not _TOKEN.fullmatch(value):
+        raise _Invalid(f"{value!r} is not an HTTP method")
+    return value
+
+
+_LOG_LEVELS: Final = ("error", "warning", "info", "debug")  # Pushpin's 0-3, in order
+
+
+def _log_level(value: str) -> str:
+    if value not in _LOG_LEVELS:
+        raise _Invalid(f"must be one of {', '.join(map(repr, _LOG_LEVELS))}")
+    return value
 
 
 # A Route's field values while a parser collects them; list values become tuples in _build.
@@ -289,7 +363,20 @@ _TOML_KEYS: Final[Mapping[str, Callable[[object], object]]] = {
     "insecure": _boolean,
     "sig_iss": _string,
     "sig_key": _string,
+    "aco": _boolean,
+    "jsonp_mode": lambda value: _jsonp_mode(_string(value)),
+    "jsonp_cb": lambda value: _not_empty(_string(value)),
+    "jsonp_body": _string,
+    "jsonp_defcb": lambda value: _callback_name(_string(value)),
+    "jsonp_defmethod": lambda value: _method(_string(value)),
+    "log_level": lambda value: _log_level(_string(value)),
 }
+
+
+TOML_FIELDS: Final[Mapping[str, str]] = {
+    key: "targets" if key == "target" else key for key in _TOML_KEYS
+}
+"""Each ``[[routes]]`` key and the :class:`Route` field it sets."""
 
 
 def route_from_toml(table: Mapping[str, object], source: str, key: str) -> Route:
@@ -309,7 +396,7 @@ def route_from_toml(table: Mapping[str, object], source: str, key: str) -> Route
             convert = _TOML_KEYS.get(name)
             if convert is None:
                 raise _Invalid("unknown key")
-            values["targets" if name == "target" else name] = convert(value)
+            values[TOML_FIELDS[name]] = convert(value)
         except _Invalid as exc:
             raise ConfigError(source, f"{key}.{name}{exc.at}", exc.problem) from None
     if "target" not in table:
@@ -326,21 +413,10 @@ def route_from_toml(table: Mapping[str, object], source: str, key: str) -> Route
 
 _Props = list[tuple[str, str | None]]  # (name, value); None for a flag written without "="
 
-_UNSUPPORTED_CONDITION: Final = frozenset(
-    {
-        "orig_headers",
-        "aco",
-        "jsonp_mode",
-        "jsonp_cb",
-        "jsonp_body",
-        "jsonp_defcb",
-        "jsonp_defmethod",
-        "session",
-        "sockjs",
-        "sockjs_as_path",
-        "log_level",
-    }
-)
+_UNSUPPORTED_CONDITION: Final = frozenset({"orig_headers", "sockjs", "sockjs_as_path"})
+# Accepted and ignored: sessions need Pushpin's state service, without which (as in its
+# stock configuration) Pushpin ignores the option too.
+_IGNORED_CONDITION: Final = frozenset({"session"})
 _UNSUPPORTED_TARGET: Final = frozenset(
     {"untrusted", "trust_connect_host", "ipc_file_mode", "client_cert", "client_key"}
 )
@@ -463,6 +539,14 @@ def _path_rem(name: str, value: str | None) -> int:
     return int(text)
 
 
+def _pushpin_log_level(name: str, value: str | None) -> str:
+    """Pushpin's levels 0 (error) to 3 (debug); higher numbers mean debug too."""
+    text = _valued(name, value)
+    if not (text.isascii() and text.isdigit()):
+        raise _Invalid(f"{text!r} is not a log level (0 to 3)")
+    return _LOG_LEVELS[min(int(text), len(_LOG_LEVELS) - 1)]
+
+
 def _header_prop(name: str, value: str | None) -> tuple[str, str]:
     header_name, colon, header_value = _valued(name, value).partition(":")
     if not colon or not header_name:
@@ -476,13 +560,15 @@ class _PropKind:
 
     ``convert`` maps each prop to its converter, which gets the prop's name (for messages)
     and its value (None for a flag); ``fields`` names the Route field a prop sets where that
-    is not the prop's own name.
+    is not the prop's own name. ``unsupported`` props are errors; ``ignored`` ones are
+    checked and then have no effect.
     """
 
     kind: str
     convert: Mapping[str, Callable[[str, str | None], object]]
     fields: Mapping[str, str]
     unsupported: frozenset[str]
+    ignored: frozenset[str]
 
 
 _CONDITION: Final = _PropKind(
@@ -501,9 +587,18 @@ _CONDITION: Final = _PropKind(
         "header": _header_prop,
         "debug": _flag,
         "no_grip": _flag,
+        "aco": _flag,
+        "jsonp_mode": lambda name, value: _jsonp_mode(_valued(name, value)),
+        "jsonp_cb": _named,
+        "jsonp_body": _valued,
+        "jsonp_defcb": lambda name, value: _callback_name(_valued(name, value)),
+        "jsonp_defmethod": lambda name, value: _method(_valued(name, value)),
+        "log_level": _pushpin_log_level,
+        "session": _flag,
     },
     {"path_beg": "path_prefix", "header": "headers"},
     _UNSUPPORTED_CONDITION,
+    _IGNORED_CONDITION,
 )
 # A target's ``ssl`` picks its scheme; the other target props set Route fields.
 _TARGET: Final = _PropKind(
@@ -518,6 +613,7 @@ _TARGET: Final = _PropKind(
     },
     {"host": "as_host"},
     _UNSUPPORTED_TARGET,
+    frozenset(),
 )
 
 
@@ -541,6 +637,8 @@ def _apply_props(props: _Props, accepted: _PropKind, values: _Values) -> None:
             converted = convert(name, value)
         except _Invalid as exc:
             raise _Invalid(f"{name}: {exc.problem}") from None
+        if name in accepted.ignored:
+            continue
         field = accepted.fields.get(name, name)
         if name in _REPEATABLE:
             values.setdefault(field, []).append(converted)
@@ -599,10 +697,12 @@ def parse_routes_file(text: str, source: str) -> list[Route]:
     ``insecure``, ``sub`` and ``host`` are held once per route: the first target's values
     apply to all its targets, and its ``host=`` replaces the route's ``as_host`` (as Pushpin
     applies a target's host after ``as_host``). Unlike Pushpin, which logs a bad line and
-    skips it, any bad line stops the parse; so do options p8 does not support (``aco``,
-    ``session``, ``orig_headers``, ``jsonp_*``, ``sockjs*``, ``untrusted``, ...), unknown
+    skips it, any bad line stops the parse; so do options p8 does not support
+    (``orig_headers``, ``sockjs*``, ``untrusted``, ...), unknown
     options, options repeated (other than ``header`` and ``sub``), flags given a value and
-    ``path_rem`` together with ``replace_beg``. A route's ``source`` is ``"<source>:<line>"``.
+    ``path_rem`` together with ``replace_beg``. ``session`` is accepted and ignored, as a
+    Pushpin without a state service does. ``log_level=N`` maps Pushpin's 0-3 to ``error``,
+    ``warning``, ``info`` and ``debug``. A route's ``source`` is ``"<source>:<line>"``.
 
     :param text: the whole file.
     :param source: the file name, for messages.

@@ -201,6 +201,19 @@ class Hub:
         """How many channels are subscribed, lingering ones included."""
         return len(self._channels) + len(self._linger)
 
+    def sizes(self) -> dict[str, int]:
+        """How big each of the hub's tables is now: for metrics and leak checks; O(channels)."""
+        return {
+            "channels": len(self._channels),
+            "subscribers": sum(len(g.subs) for groups in self._channels.values()
+                               for g in groups.values()),
+            "lingering": len(self._linger),
+            "ids_cached": len(self._ids),
+            "last_ids": len(self._last_ids),
+            "parked": sum(len(p) for p in self._parked.values()),
+            "deadlines": len(self._linger_queue) + len(self._id_queue) + len(self._park_queue),
+        }
+
     def is_subscribed(self, channel: str) -> bool:
         """Whether ``channel`` has a subscriber or a lingering subscription."""
         return channel in self._channels or channel in self._linger

@@ -12,10 +12,13 @@ import asyncio
 import http
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import h11
 import structlog
+
+if TYPE_CHECKING:
+    from ..proxy.crossorigin import ResponseShaper
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -24,6 +27,8 @@ log = structlog.get_logger(component="connection")
 READ_BUFFER_MAX = 262_144
 DRAIN_MAX = 65_536
 WRITE_HIGH_WATER = 262_144
+CHUNKED_LINE = b"\r\ntransfer-encoding: chunked\r\n"
+"""How a chunked response head names its framing (lower-cased)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,12 @@ class HttpConnection(asyncio.Protocol):
         self.on_shutdown: Callable[[], None] | None = None
         """Called once when the server stops, just before it closes the connection: the
         owner of a long-lived exchange ends it cleanly (a last chunk, a close frame)."""
+        self._method = b""
+        self._chunked = False
+        """The response being sent is chunked: body chunks are framed here, not by h11."""
+        self.shaper: ResponseShaper | None = None
+        """Reshapes what is written for the current request (CORS, JSON-P); reset for
+        each request."""
         self._buffer = bytearray()
         self._eof = False
         self._paused = False
@@ -203,26 +214,58 @@ class HttpConnection(asyncio.Protocol):
         """Bytes written but not yet taken by the kernel."""
         return self.transport.get_write_buffer_size() if self.transport else 0
 
+    @property
+    def head_only(self) -> bool:
+        """The request being answered is ``HEAD``: its response ends with the head."""
+        return self._method == b"HEAD"
+
     def send_head(self, status: int, headers: Headers, reason: bytes = b"") -> None:
         """Write the response head; h11 chooses the framing the headers leave open."""
-        self.write(self.h11.send(h11.Response(status_code=status, headers=headers,
-                                              reason=reason or phrase(status))))
+        first = b""
+        if self.shaper is not None:
+            status, headers, reason, first = self.shaper.head(status, headers, reason)
+        self._send_head(status, headers, reason)
+        self._send_data(first)
 
     def send_data(self, data: bytes) -> None:
-        if data:
-            self.write(self.h11.send(h11.Data(data=data)))
+        """Write a piece of the response body, reshaped if the request asked for it."""
+        if self.shaper is not None:
+            data = self.shaper.body(data)
+        self._send_data(data)
 
     def send_end(self) -> None:
+        if self.shaper is not None:
+            self._send_data(self.shaper.end())
+        self._chunked = False
         self.write(self.h11.send(h11.EndOfMessage()))
 
     def respond(self, status: int, body: bytes, headers: Headers | None = None,
                 reason: bytes = b"") -> None:
         """Write a whole response with a Content-Length."""
         head = list(headers) if headers is not None else [(b"content-type", b"text/plain")]
+        if self.shaper is not None:
+            status, head, reason, body = self.shaper.whole(status, head, reason, body)
         head.append((b"content-length", str(len(body)).encode()))
-        self.send_head(status, head, reason)
-        self.send_data(body)
-        self.send_end()
+        self._send_head(status, head, reason)
+        self._send_data(body)
+        self.write(self.h11.send(h11.EndOfMessage()))
+
+    def _send_head(self, status: int, headers: Headers, reason: bytes) -> None:
+        head = self.h11.send(h11.Response(status_code=status, headers=headers,
+                                          reason=reason or phrase(status)))
+        self._chunked = head is not None and CHUNKED_LINE in head.lower()
+        self.write(head)
+
+    def _send_data(self, data: bytes) -> None:
+        """Write body bytes as they are (none for ``HEAD``). Chunks are framed without h11,
+        which keeps no state per chunk: this is the write each held stream does for
+        every publish."""
+        if not data or self.head_only:
+            return
+        if self._chunked:
+            self.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self.write(self.h11.send(h11.Data(data=data)))
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
@@ -246,11 +289,13 @@ class HttpConnection(asyncio.Protocol):
     async def _cycles(self) -> None:
         try:
             while await self._ready_for_request():
+                self.shaper = None
                 event = await self.next_event()
                 if not isinstance(event, h11.Request):
                     break
                 if _head_size(event) > self.max_header_size:
                     raise h11.RemoteProtocolError("request head too large", 431)
+                self._method = event.method
                 request = ClientRequest(event.method, event.target, list(event.headers),
                                         event.http_version, self.peer, self.ssl)
                 if not await self.handler(self, request):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(component="control")
 
+AUTHENTICATE = b'Bearer realm="p8"'
 NOT_ACCEPTABLE = b"Not Acceptable. Supported formats are text/plain and application/json.\n"
 
 
@@ -34,12 +37,23 @@ def wants_json(accept: bytes | None) -> bool | None:
     return choice
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 class ControlApi:
     """Serves the control listener's requests; every answer closes the connection."""
 
     def __init__(self, app: App) -> None:
         self.app = app
         self.routes = {"/publish": self._publish, "/recover": self._recover}
+        address = app.config.control.address
+        if app.publish_auth is None and not _is_loopback(address.host):
+            log.warning("control_api_unauthenticated", listen=str(address),
+                        hint="anyone who reaches this address can publish; set [control] key")
 
     async def handle(self, conn: HttpConnection, req: ClientRequest) -> bool:
         path = req.path[:-1] if req.path.endswith("/") and req.path != "/" else req.path
@@ -57,6 +71,8 @@ class ControlApi:
         if req.method != b"POST":
             self._answer(conn, 405, b"Method not allowed: %s.\n" % req.method,
                          [(b"allow", b"POST")])
+            return False
+        if not self._authorized(conn, req):
             return False
         as_json = wants_json(req.header(b"accept"))
         if as_json is None:
@@ -87,13 +103,29 @@ class ControlApi:
 
     def _view(self, conn: HttpConnection, req: ClientRequest,
               view: Callable[[], object]) -> None:
-        """A read-only JSON answer (``GET /workers``)."""
+        """A read-only JSON answer (``GET /workers``), for publishers only when they must
+        authenticate."""
         if req.method != b"GET":
             self._answer(conn, 405, b"Method not allowed: %s.\n" % req.method,
                          [(b"allow", b"GET")])
             return
+        if not self._authorized(conn, req):
+            return
         self._answer(conn, 200, json.dumps(view()).encode() + b"\n",
                      [(b"content-type", b"application/json")])
+
+    def _authorized(self, conn: HttpConnection, req: ClientRequest) -> bool:
+        """Whether the request may go on; if not, it was answered ``401`` with the reason."""
+        auth = self.app.publish_auth
+        if auth is None:
+            return True
+        reason = auth.check(req.header(b"authorization"), time.time())
+        if reason is None:
+            return True
+        self.app.metrics.publishes_unauthorized += 1
+        log.warning("unauthorized", path=req.path, peer=req.peer, reason=reason)
+        self._answer(conn, 401, f"{reason}\n".encode(), [(b"www-authenticate", AUTHENTICATE)])
+        return False
 
     def _publish(self, body: bytes) -> str:
         count = self.app.publish_body(body)

@@ -135,6 +135,8 @@ class HeldExchange:
                 if action.content_length is not None:
                     headers.append((b"content-length", str(action.content_length).encode()))
                 conn.send_head(action.status, headers, action.reason)
+                if conn.head_only:
+                    self._finish()
             elif isinstance(action, ArmTimer):
                 owner = self.timers.setdefault(action.key, (self, action.key))
                 self.app.timers.arm(owner, action.seconds, partial(self.on_timer, action.key))
@@ -157,9 +159,7 @@ class HeldExchange:
             elif isinstance(action, Unsubscribe):
                 self._unsubscribe(action.channels)
             elif isinstance(action, Finish):
-                conn.send_end()
-                self._end()
-                conn.finish_exchange()
+                self._finish()
             elif isinstance(action, Retry):
                 if action.urgent:
                     self.retry(action.headers)
@@ -167,6 +167,12 @@ class HeldExchange:
                     self.app.proxy.queue_update(self, partial(self.retry, action.headers))
             else:
                 raise TypeError(f"unknown hold action {action!r}")
+
+    def _finish(self) -> None:
+        """End the response and the exchange; the connection goes on with its next request."""
+        self.conn.send_end()
+        self._end()
+        self.conn.finish_exchange()
 
     def _subscribe(self, channels: Sequence[str]) -> None:
         hub, now = self.app.hub, self.app.clock()

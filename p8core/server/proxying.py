@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +17,7 @@ from ..connector import OriginError, OriginRequest, OriginResponse
 from ..errors import InstructionError
 from ..grip.instructions import Instruct, is_grip_response, parse_instruct
 from ..hold import Fetch, Fetched, HeldRequest, Hold
+from ..proxy.crossorigin import CorsShaper, JsonpError, JsonpShaper, jsonp_request
 from ..proxy.headers import GRIP_FEATURE, request_body_length, request_headers, response_headers
 from ..proxy.routes import Route, rewrite_path
 from .connection import ClientRequest, ConnectionGone, HttpConnection
@@ -29,6 +31,8 @@ log = structlog.get_logger(component="proxy")
 Headers = tuple[tuple[bytes, bytes], ...]
 
 STREAM_MODE = "stream"
+ERROR_BODY = b"Error while proxying to origin.\n"
+"""What a client is told of a backend or GRIP failure, unless the route has ``debug``."""
 UPDATE_RATE = 10.0
 """Low-priority retries and next-link fetches per second, process-wide (grip.md §7.4)."""
 
@@ -74,12 +78,26 @@ class Proxy:
         started = time.perf_counter()
         self.app.metrics.requests += 1
         route = self.app.router.match(req.host, req.path, websocket=False, ssl=req.ssl)
+        if self.app.config.proxy.auto_cross_origin or (route is not None and route.aco):
+            conn.shaper = CorsShaper(req.headers)
         if route is None:
             conn.respond(502, f"No route for host: {req.host}\n".encode())
             self._log(req, None, 502, started)
             return True
-        recorder = BodyRecorder(conn.body(), self.app.config.proxy.max_grip_body)
-        length = request_body_length(req.headers)
+        body, length = conn.body(), request_body_length(req.headers)
+        if conn.shaper is not None:
+            try:
+                call = jsonp_request(route, req.method, req.target, req.headers)
+            except JsonpError as e:
+                conn.respond(400, f"{e}\n".encode())
+                self._log(req, route, 400, started)
+                return True
+            if call is not None:
+                conn.shaper = JsonpShaper(call.callback, call.extended)
+                req = dataclasses.replace(req, method=call.method, target=call.target,
+                                          headers=call.headers)
+                body, length = _replay(call.body), len(call.body)
+        recorder = BodyRecorder(body, self.app.config.proxy.max_grip_body)
         return await self._forward(conn, req, route, recorder.chunks(), length, recorder, (),
                                    started)
 
@@ -183,12 +201,12 @@ class Proxy:
         path, _, query = req.target.decode("latin-1").partition("?")
         target = rewrite_path(route, path) + (f"?{query}" if query else "")
         outbound = OriginRequest(req.method, target.encode("latin-1"), headers, body, length,
-                                 route)
+                                 route, secure=req.ssl)
         try:
             resp = await self._send(route, outbound, recorder)
         except OriginError as e:
             status = e.status_hint
-            conn.respond(status, f"{e}\n".encode())
+            conn.respond(status, self._error_body(route, str(e), status))
             log.warning("origin_failed", route=route.route_id, reason=str(e), status=status)
             self._log(req, route, status, started)
             return True
@@ -292,14 +310,21 @@ class Proxy:
     def _fail(self, conn: HttpConnection, req: ClientRequest, route: Route, started: float,
               status: int, reason: str) -> bool:
         log.warning("grip_failed", route=route.route_id, reason=reason)
-        conn.respond(status, f"{reason}\n".encode())
+        conn.respond(status, self._error_body(route, reason, status))
         self._log(req, route, status, started)
         return True
 
+    def _error_body(self, route: Route, reason: str, status: int) -> bytes:
+        """The reason of a client error (``4xx``); of a backend or GRIP failure only on a
+        ``debug`` route (or with ``[proxy] debug``), else a fixed line."""
+        if status < 500 or route.debug or self.app.config.proxy.debug:
+            return f"{reason}\n".encode()
+        return ERROR_BODY
+
     def _log(self, req: ClientRequest, route: Route | None, status: int, started: float,
              sent: int = 0, **extra: object) -> None:
-        log.info("request", method=req.method.decode(), path=req.path,
-                 route=route.route_id if route else None, status=status,
-                 duration_ms=round((time.perf_counter() - started) * 1000, 2), bytes=sent,
-                 **extra)
+        emit = getattr(log, route.log_level) if route else log.info
+        emit("request", method=req.method.decode(), path=req.path,
+             route=route.route_id if route else None, status=status,
+             duration_ms=round((time.perf_counter() - started) * 1000, 2), bytes=sent, **extra)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -16,13 +15,15 @@ from anyio.abc import TaskGroup, TaskStatus
 from ..app import App
 from .connection import ClientRequest, HttpConnection
 from .control import ControlApi
+from .heap import HeapFreezer
+from .listeners import ClientSockets, Listeners, listen, open_client_listeners
 from .proxying import Proxy
+from .reload import Reloader
 from .timers import TimerWheel
 
 log = structlog.get_logger(component="server")
 
 TICK_SECONDS = 1.0
-BACKLOG = 4096
 
 Task = Callable[[], Coroutine[Any, Any, None]]
 
@@ -33,6 +34,7 @@ class Bound:
 
     client: tuple[int, ...]
     control: int
+    tls: tuple[int, ...] = ()
 
     @property
     def port(self) -> int:
@@ -51,7 +53,7 @@ class Refuse(asyncio.Protocol):
         transport.close()
 
 
-async def serve(app: App, *, client_sockets: Sequence[socket.socket] = (),
+async def serve(app: App, *, client_sockets: ClientSockets | None = None,
                 services: Sequence[Task] = (),
                 task_status: TaskStatus[Bound] = anyio.TASK_STATUS_IGNORED) -> None:
     """Run p8 until cancelled: client and control listeners, the hub's ticker, and every
@@ -61,16 +63,16 @@ async def serve(app: App, *, client_sockets: Sequence[socket.socket] = (),
     control API.
 
     :param client_sockets: listening sockets for the clients, used instead of binding
-        ``[server] listen`` (a worker's).
+        ``[server]``'s addresses (a worker's, shared with the other workers).
     :param services: async callables run beside the plugins' (the supervisor's workers, a
         worker's link to its supervisor).
     """
     loop = asyncio.get_running_loop()
     cfg = app.config
     app.proxy, app.timers = Proxy(app), TimerWheel()
-    control = ControlApi(app)
+    control = ControlApi(app) if app.role.takes_publishes else None
     clients = app.clients
-    servers: list[asyncio.Server] = []
+    listeners = Listeners()
 
     async def client_handler(conn: HttpConnection, req: ClientRequest) -> bool:
         for transport in app.transports:
@@ -78,80 +80,77 @@ async def serve(app: App, *, client_sockets: Sequence[socket.socket] = (),
                 return await transport.serve(app, conn, req)
         return await app.proxy.handle(conn, req)
 
-    def client_factory() -> asyncio.Protocol:
-        if len(clients) >= cfg.server.max_connections:
+    def client_factory(tls: bool) -> asyncio.Protocol:
+        if len(clients) >= app.config.server.max_connections:
             app.metrics.connections_refused += 1
             return Refuse()
         conn = HttpConnection(client_handler, tg.start_soon,
-                              max_header_size=cfg.server.client_buffer_size,
-                              on_close=clients.discard)
+                              max_header_size=app.config.server.client_buffer_size,
+                              on_close=clients.discard, ssl=tls)
         clients.add(conn)
         app.metrics.connections += 1
         return conn
 
     def control_factory() -> asyncio.Protocol:
+        assert control is not None, "only a process that takes publishes listens for them"
         return HttpConnection(control.handle, tg.start_soon,
-                              max_header_size=cfg.control.max_headers,
+                              max_header_size=app.config.control.max_headers,
                               on_close=_ignore, head_too_large=400)
 
     async with anyio.create_task_group() as tg:
         app.spawn = partial(_spawn_guarded, tg)
         try:
-            if client_sockets:
-                for sock in client_sockets:
-                    servers.append(await loop.create_server(client_factory, sock=sock,
-                                                            backlog=BACKLOG))
-            elif app.role.serves_clients:
-                for address in cfg.server.addresses:
-                    servers.append(await _listen(loop, client_factory, address.host,
-                                                 address.port))
-            if app.role.takes_publishes:
+            if app.role.serves_clients:
+                listeners = await open_client_listeners(loop, cfg, client_factory, app.tls,
+                                                        tg.start_soon, client_sockets)
+            if control is not None:
                 caddr = cfg.control.address
-                servers.append(await _listen(loop, control_factory, caddr.host, caddr.port))
-            tg.start_soon(_tick, app)
+                listeners.servers.append(await listen(loop, control_factory, caddr.host,
+                                                      caddr.port))
+            tg.start_soon(_tick, app, clients)
             tg.start_soon(app.proxy.run_updates)
+            if app.config_path is not None:
+                tg.start_soon(Reloader(app, app.config_path).run)
             for offered in app.pm.hook.p8_services(app=app):
                 for service in offered:
                     tg.start_soon(service)
             for service in services:
                 tg.start_soon(service)
-            ports = tuple(s.sockets[0].getsockname()[1] for s in servers)
-            bound = (Bound(client=ports[:-1], control=ports[-1]) if app.role.takes_publishes
-                     else Bound(client=ports, control=0))
-            log.info("listening", client=[str(a) for a in cfg.server.addresses],
-                     ports=list(bound.client), control=bound.control)
+            control_port = listeners.servers[-1].sockets[0].getsockname()[1] if control else 0
+            bound = Bound(client=tuple(listeners.ports), control=control_port,
+                          tls=tuple(listeners.tls_ports))
+            log.info("listening", client=list(cfg.server.listen), ports=list(bound.client),
+                     tls=list(cfg.server.tls_listen), tls_ports=list(bound.tls),
+                     unix=[str(p) for p in listeners.unix_paths], control=bound.control)
             task_status.started(bound)
             await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
-                await _shutdown(app, servers, clients)
+                await _shutdown(app, listeners, clients)
 
 
-async def _listen(loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol],
-                  host: str, port: int) -> asyncio.Server:
-    """Listen with a kernel accept queue that takes bursts (accepting in batches)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return await loop.create_server(factory, host, port, family=family, backlog=BACKLOG,
-                                    reuse_address=True)
+async def _tick(app: App, clients: set[HttpConnection]) -> None:
+    """Once a second: release parked items, expire lingering channels and the id cache,
+    and let the heap freezer see how many connections are held."""
+    freezer = HeapFreezer(app.config.server.gc_freeze_step)
+    try:
+        while True:
+            await anyio.sleep(TICK_SECONDS)
+            app.hub.tick(app.clock())
+            freezer.observe(app.metrics.connections, len(clients))
+    finally:
+        freezer.release()
 
 
-async def _tick(app: App) -> None:
-    """Once a second: release parked items, expire lingering channels and the id cache."""
-    while True:
-        await anyio.sleep(TICK_SECONDS)
-        app.hub.tick(app.clock())
-
-
-async def _shutdown(app: App, servers: list[asyncio.Server],
+async def _shutdown(app: App, listeners: Listeners,
                     clients: set[HttpConnection]) -> None:
-    for server in servers:
-        server.close()
+    listeners.close()
     for conn in list(clients):
         if conn.on_shutdown is not None:
             conn.on_shutdown()
         conn.close()
     with anyio.move_on_after(app.config.server.shutdown_grace):
-        for server in servers:
+        for server in listeners.servers:
             await server.wait_closed()
     with anyio.move_on_after(1):
         await app.aclose()

@@ -41,11 +41,11 @@ import zmq
 import zmq.asyncio
 
 from ..app import App, Role
-from ..config import Address, ServerConfig
+from ..config import Address, Config, parse_address
 from ..errors import ConfigError, P8Error
 from ..pubsub.items import PublishItem
 from . import bus
-from .serve import BACKLOG
+from .listeners import ClientSockets, bind_client_sockets, bind_tcp
 from .workers import WorkerPlan, lifeline_closed, run_worker
 
 log = structlog.get_logger(component="supervisor")
@@ -88,54 +88,51 @@ class _WorkersListen:
 
 
 class SharedListeners:
-    """The client listening sockets the workers share, held open by the supervisor.
+    """The client listening sockets the workers share, held by the supervisor while it runs.
 
-    With SO_REUSEPORT each worker binds its own socket and the kernel spreads connections
-    over them; the supervisor holds a bound, not listening, socket per address, which keeps
-    the port (resolving port 0) but takes no connections. Without it the supervisor listens
-    and every worker inherits the socket.
+    With SO_REUSEPORT each worker binds its own TCP sockets and the kernel spreads
+    connections over them; the supervisor holds a bound, not listening, socket per TCP
+    address, which keeps the port (resolving port 0) but takes no connections. Without it,
+    and for Unix sockets always, the supervisor listens and every worker inherits the
+    sockets.
     """
 
-    def __init__(self, server: ServerConfig, source: str) -> None:
+    def __init__(self, config: Config) -> None:
+        server = config.server
         self.reuse_port = server.reuse_port and hasattr(socket, "SO_REUSEPORT")
-        self.sockets: list[socket.socket] = []
-        for i, address in enumerate(server.addresses):
-            try:
-                self.sockets.append(self._open(address))
-            except OSError as e:
-                self.close()
-                raise ConfigError(source, f"server.listen[{i}]",
-                                  f"cannot listen on {address}: {e.strerror}") from None
-
-    def _open(self, address: Address) -> socket.socket:
-        family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-        if not self.reuse_port:
-            return socket.create_server((address.host, address.port), family=family,
-                                        backlog=BACKLOG)
-        # A plain bind first: a port someone else holds, even with SO_REUSEPORT (a p8
-        # already running there), is refused instead of shared with them.
-        with socket.socket(family) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((address.host, address.port))
-            port = probe.getsockname()[1]
-        sock = socket.socket(family)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((address.host, port))
-        return sock
+        self.inherited = bind_client_sockets(config, tcp=not self.reuse_port)
+        self.reserved = ClientSockets()
+        try:
+            for texts, reserved in ((server.listen, self.reserved.plain),
+                                    (server.tls_listen, self.reserved.tls)):
+                for text in texts if self.reuse_port else ():
+                    reserved.append(_reserve(parse_address(text, "", "")))
+        except BaseException:
+            self.close()
+            raise
 
     @property
-    def addresses(self) -> list[tuple[str, int]]:
-        return [(s.getsockname()[0], s.getsockname()[1]) for s in self.sockets]
-
-    @property
-    def inherited(self) -> list[socket.socket]:
-        """The sockets a worker listens on as they are (none with SO_REUSEPORT)."""
-        return [] if self.reuse_port else self.sockets
+    def ports(self) -> list[int]:
+        return [s.getsockname()[1] for s in (*self.reserved.plain, *self.inherited.plain)]
 
     def close(self) -> None:
-        for sock in self.sockets:
-            sock.close()
+        """Close every socket and remove the Unix socket files."""
+        for sock in self.inherited.unix:
+            Path(sock.getsockname()).unlink(missing_ok=True)
+        self.inherited.close()
+        self.reserved.close()
+
+
+def _reserve(address: Address) -> socket.socket:
+    """A socket that keeps ``address``'s port for the workers' SO_REUSEPORT sockets.
+
+    :raises P8Error: the port is taken; a plain bind comes first, so that a port someone
+        else holds, even with SO_REUSEPORT (a p8 already running there), is refused
+        instead of shared with them.
+    """
+    with bind_tcp(address.host, address.port, listening=False) as probe:
+        port = probe.getsockname()[1]
+    return bind_tcp(address.host, port, reuse_port=True, listening=False)
 
 
 class Supervisor:
@@ -144,13 +141,14 @@ class Supervisor:
 
     def __init__(self, app: App, log_level: str = "info") -> None:
         self.app, self.log_level = app, log_level
-        self.config_path = Path(app.config.source).resolve()
-        if not self.config_path.is_file():
+        if app.config_path is None:
             raise ConfigError(app.config.source, "server.workers",
                               "workers read the config from a file; pass --config")
+        self.config_path = app.config_path.resolve()
         app.role = Role.SUPERVISOR
         app.forwarder = self
         app.control_views["/workers"] = self.view
+        app.on_sighup.append(self.hangup)
         self.workers = [Worker(i) for i in range(1, app.config.server.worker_count + 1)]
         self._numbers: dict[str, int] = {}
         """The number of the last item sent, per channel some worker listens to."""
@@ -164,7 +162,7 @@ class Supervisor:
     async def run(self) -> None:
         """Start the workers and keep them running until cancelled; then stop them all."""
         cfg = self.app.config
-        listeners = SharedListeners(cfg.server, cfg.source)
+        listeners = SharedListeners(cfg)
         run_dir = Path(tempfile.mkdtemp(prefix="p8-"))
         ctx = zmq.asyncio.Context()
         xpub, pull = ctx.socket(zmq.XPUB), ctx.socket(zmq.PULL)
@@ -176,16 +174,15 @@ class Supervisor:
             xpub.bind(bus_endpoint)
             pull.bind(status_endpoint)
             self._bus, self._bus_sync = xpub, zmq.Socket.shadow(xpub.underlying)
-            log.info("workers_starting", workers=len(self.workers),
-                     ports=[port for _, port in listeners.addresses],
+            log.info("workers_starting", workers=len(self.workers), ports=listeners.ports,
                      reuse_port=listeners.reuse_port, run_dir=str(run_dir))
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._follow_subscriptions, xpub)
                 tg.start_soon(self._collect_status, pull)
                 for worker in self.workers:
                     plan = WorkerPlan(worker.index, str(self.config_path), bus_endpoint,
-                                      status_endpoint, tuple(listeners.addresses),
-                                      self.log_level)
+                                      status_endpoint, _addresses(listeners.reserved.plain),
+                                      _addresses(listeners.reserved.tls), self.log_level)
                     tg.start_soon(self._keep_running, worker, plan, listeners.inherited)
         finally:
             self._bus = None
@@ -196,7 +193,7 @@ class Supervisor:
             shutil.rmtree(run_dir, ignore_errors=True)
 
     async def _keep_running(self, worker: Worker, plan: WorkerPlan,
-                            inherited: list[socket.socket]) -> None:
+                            inherited: ClientSockets) -> None:
         """Run ``worker``, restarting it whenever it exits, until cancelled.
 
         A worker holds one end of a socket pair, its lifeline: the supervisor's end reads
@@ -335,6 +332,10 @@ async def _exit_code(process: BaseProcess) -> int | None:
     code = process.exitcode
     process.close()
     return code
+
+
+def _addresses(sockets: list[socket.socket]) -> tuple[tuple[str, int], ...]:
+    return tuple((s.getsockname()[0], s.getsockname()[1]) for s in sockets)
 
 
 def _signal(process: BaseProcess, signum: int) -> None:

@@ -30,7 +30,7 @@ import zmq.asyncio
 from ..app import App, Role
 from ..errors import P8Error
 from . import bus
-from .serve import BACKLOG
+from .listeners import ClientSockets, bind_tcp
 
 log = structlog.get_logger(component="workers")
 
@@ -47,25 +47,23 @@ class WorkerPlan:
     """The config file, as an absolute path."""
     bus: str
     status: str
-    listen: tuple[tuple[str, int], ...]
-    """The client addresses (ports resolved) to bind with SO_REUSEPORT, unless the
-    supervisor hands over its listening sockets."""
+    plain: tuple[tuple[str, int], ...]
+    """The ``listen`` addresses (ports resolved) to bind with SO_REUSEPORT, when the
+    supervisor does not hand over its sockets."""
+    tls: tuple[tuple[str, int], ...]
+    """The same for ``tls_listen``."""
     log_level: str = "info"
 
-    def sockets(self) -> list[socket.socket]:
-        """Listening sockets of this worker's own beside the other workers'.
+    def sockets(self, inherited: ClientSockets) -> ClientSockets:
+        """This worker's client sockets: those inherited, and its own beside the other
+        workers' (SO_REUSEPORT).
 
         :raises P8Error: an address cannot be bound.
         """
-        sockets = []
-        for host, port in self.listen:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            try:
-                sockets.append(socket.create_server((host, port), family=family,
-                                                    backlog=BACKLOG, reuse_port=True))
-            except OSError as e:
-                raise P8Error(f"cannot listen on {host}:{port}: {e.strerror}") from None
-        return sockets
+        return ClientSockets(
+            plain=[*inherited.plain, *(bind_tcp(*a, reuse_port=True) for a in self.plain)],
+            tls=[*inherited.tls, *(bind_tcp(*a, reuse_port=True) for a in self.tls)],
+            unix=inherited.unix)
 
 
 class BusLink:
@@ -167,11 +165,10 @@ async def lifeline_closed(lifeline: socket.socket) -> None:
                 return
 
 
-def run_worker(plan: WorkerPlan, inherited: list[socket.socket],
-               lifeline: socket.socket) -> None:
+def run_worker(plan: WorkerPlan, inherited: ClientSockets, lifeline: socket.socket) -> None:
     """Run one worker until it is told to stop; the exit code tells how it went.
 
-    :param inherited: the supervisor's listening sockets, when it shares them.
+    :param inherited: the listening sockets the supervisor shares with its workers.
     :param lifeline: closes when the supervisor is gone.
     """
     from ..cli import EXIT_USAGE, configure_logging, serve_until_signalled
@@ -182,8 +179,8 @@ def run_worker(plan: WorkerPlan, inherited: list[socket.socket],
     try:
         app = App.from_file(Path(plan.config))
         app.role = Role.WORKER
-        app.hub.id_cache_ttl = 0  # the supervisor drops repeats, once for every worker
-        sys.exit(serve_until_signalled(app, client_sockets=inherited or plan.sockets(),
+        app.reconfigure(app.config)  # what differs in a worker (no id cache)
+        sys.exit(serve_until_signalled(app, client_sockets=plan.sockets(inherited),
                                        services=[BusLink(app, plan, lifeline).run]))
     except P8Error as e:
         print(f"p8: error: worker {plan.index}: {e}", file=sys.stderr)

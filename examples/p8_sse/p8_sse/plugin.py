@@ -33,6 +33,7 @@ class SseSettings:
     """``[plugins.sse]``."""
 
     keep_alive: float = 20.0
+    """Seconds of silence after which a held event stream gets a comment line."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -535,3 +535,20 @@ async def test_gripcontrol_publishes_to_streams() -> None:
                 await anyio.sleep(0.01)
             await anyio.to_thread.run_sync(send)
             assert await client.rest() == b"ready\nfrom gripcontrol\n\x00binary\n"
+
+
+async def test_head_request_gets_the_head_and_the_connection_goes_on() -> None:
+    """A HEAD response has no body: the stream ends with its head, unsubscribed, and the
+    keep-alive connection serves the client's next request."""
+    async with run_origin(lambda req: hold(("Grip-Channel", "h"), body=b"opened\n")) as origin, \
+            run_p8(p8_config(origin.target)) as p8, httpx.AsyncClient() as client:
+        head = await client.head(f"{p8.url}/s", timeout=5)
+        assert (head.status_code, head.content) == (200, b"")
+        assert p8.app.hub.subscriber_count("h") == 0
+        with anyio.fail_after(5):
+            async with client.stream("GET", f"{p8.url}/s") as resp:
+                chunks = resp.aiter_raw()
+                assert await anext(chunks) == b"opened\n"
+                await publish(p8, item("h", "after head\n"))
+                assert await anext(chunks) == b"after head\n"
+        assert p8.app.metrics.connections == 1, "both requests on one connection"

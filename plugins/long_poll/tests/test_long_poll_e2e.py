@@ -22,7 +22,7 @@ def p8_config(target: str | None = None, *, scale: float | None = None) -> dict[
     if scale is not None:
         config["plugins"]["long_poll"] = {"timeout_scale": scale}
     if target is not None:
-        config["routes"] = [{"target": target}]
+        config["routes"] = [{"target": target, "debug": True}]
     return config
 
 

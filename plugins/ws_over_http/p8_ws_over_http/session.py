@@ -1,4 +1,4 @@
-"""One client WebSocket proxied as WebSocket-over-HTTP: the state machine (sans-I/O).
+"""One proxied client WebSocket: the state machine (sans-I/O).
 
 The shell reports what happens — the client's messages and close frames, the backend's
 answers, timers, publishes — and carries out the actions returned: requests to the backend,
@@ -6,6 +6,11 @@ messages and close frames to the client, subscriptions, timers. One request is i
 a time; client events that arrive meanwhile wait in order and go out together in the next
 request (``ws-over-http.md`` §2-§5). Nothing here reads a clock or does I/O; the random
 jitter comes from the ``random`` callable the shell passes in.
+
+The backend is either a WebSocket-over-HTTP backend, whose events come in the responses
+to requests, or (with ``SessionSettings.pushes``) a WebSocket session a connector opened:
+a request is then a send of its events, and the backend's events arrive on their own
+(:meth:`Session.on_backend_events`). The GRIP extension works the same with both.
 
 Two sides end separately. The client side is open until its close handshake completes or
 the client is dropped; the backend side is done after its last request. :class:`Finished`
@@ -64,6 +69,7 @@ Headers = tuple[tuple[bytes, bytes], ...]
 INTERNAL_ERROR: Final = 1011
 REJECT_BODY_MAX: Final = 100_000
 BAD_GATEWAY_BODY: Final = b"Error while proxying to origin.\n"
+_REASONS: Final = {502: b"Bad Gateway", 504: b"Gateway Timeout"}
 
 # Timer keys.
 OPEN_TIMER: Final = "open"            # a deferred OPEN is asked again
@@ -120,6 +126,9 @@ class SessionSettings:
     jitter: float = 1.0
     keep_alive_min: float = 20.0
     close_timeout: float = 5.0
+    pushes: bool = False
+    """The backend is a WebSocket session (a connector's): requests are sends, its events
+    arrive on their own, and it answers a client's close whenever it does."""
 
 
 # ---- actions -----------------------------------------------------------------------------
@@ -127,13 +136,16 @@ class SessionSettings:
 @final
 @dataclass(frozen=True, slots=True)
 class SendRequest:
-    """POST ``body`` to the backend with ``meta`` as ``Meta-*`` headers; the answer goes to
-    :meth:`Session.on_response` or :meth:`Session.on_request_failed`. ``opening`` marks the
-    OPEN request, which may try the route's other targets and is never retried."""
+    """POST ``body`` (``events``, encoded) to the backend with ``meta`` as ``Meta-*``
+    headers; the answer goes to :meth:`Session.on_response` or
+    :meth:`Session.on_request_failed`. ``opening`` marks the OPEN request, which may try the
+    route's other targets and is never retried. A backend that ``pushes`` is sent the
+    ``events``; then :meth:`Session.on_sent` or :meth:`Session.on_request_failed` follows."""
 
     body: bytes
     meta: Headers = ()
     opening: bool = False
+    events: tuple[WsEvent, ...] = ()
 
 
 @final
@@ -369,6 +381,46 @@ class Session:
         self._inflight = None
         return self._fail(reason)
 
+    def on_accepted(self, headers: Headers) -> list[Action]:
+        """A backend that pushes accepted the OPEN; ``headers`` are those of its 101."""
+        self._inflight = None
+        return self._opened(BackendResponse(101, headers=headers), ())
+
+    def on_refused(self, resp: BackendResponse) -> list[Action]:
+        """A backend that pushes refused the OPEN with ``resp``."""
+        self._inflight = None
+        self._backend = _Backend.DONE
+        return self._rejected(resp)
+
+    def on_open_failed(self, status: int, reason: str) -> list[Action]:
+        """A backend that pushes could not be asked: the client gets ``status`` and
+        ``reason`` (one line), unless it already left."""
+        self._inflight = None
+        return self._refuse(reason, status, f"{reason}\n".encode())
+
+    def on_sent(self) -> list[Action]:
+        """The request in flight reached a backend that pushes."""
+        pending, self._inflight = self._inflight, None
+        assert pending is not None, "a send without a request"
+        if self._backend is _Backend.FINAL and pending.carries(self._final):
+            self._backend = _Backend.DONE
+        return self._send_if_ready() + self._finish_if_over()
+
+    def on_backend_events(self, events: Sequence[WsEvent]) -> list[Action]:
+        """Events a backend that pushes sent on its own."""
+        if self._backend is not _Backend.OPEN:
+            return []  # after its close, nothing it sends reaches the client
+        return self._apply_events(events) + self._finish_if_over()
+
+    def on_backend_failed(self, reason: str) -> list[Action]:
+        """A backend that pushes broke off the session: an open client gets close 1011."""
+        if self._backend is _Backend.OPEN:
+            return self._fail(reason)
+        if self._backend is _Backend.AWAIT_CLIENT_CLOSE:
+            self._backend = _Backend.DONE
+            return [Note("backend_gone", reason), *self._finish_if_over()]
+        return []
+
     def on_message(self, kind: str, data: bytes) -> list[Action]:
         """A whole message from the client (``kind`` ``text``/``binary``/``ping``/``pong``)."""
         if self._client is not _Client.OPEN or self.detached:
@@ -393,7 +445,7 @@ class Session:
         if self._backend is _Backend.OPEN and not self.detached:
             self._enqueue(self._client_close)
             actions = self._send_if_ready()
-            if self.keep_alive_interval is not None:
+            if self.keep_alive_interval is not None or self.settings.pushes:
                 actions.append(ArmTimer(CLOSE_TIMER, self.settings.close_timeout))
             return actions
         return self._echo_client_close() + self._finish_if_over()
@@ -432,7 +484,7 @@ class Session:
             self._retrying = False
             if pending is None or self._backend is _Backend.DONE:
                 return []
-            return [SendRequest(pending.body, pending.meta)]
+            return [SendRequest(pending.body, pending.meta, events=pending.events)]
         if key == OPEN_TIMER:
             if self._backend is _Backend.OPENING and self._client is _Client.CONNECTING:
                 return [self._request((_OPEN_EVENT,), opening=True)]
@@ -502,7 +554,7 @@ class Session:
     def _request(self, events: tuple[WsEvent, ...], *, opening: bool = False) -> SendRequest:
         meta = () if opening else tuple((b"meta-" + k, v) for k, v in self.meta.items())
         pending = self._inflight = _Pending(events, meta)
-        return SendRequest(pending.body, meta, opening)
+        return SendRequest(pending.body, meta, opening, events)
 
     def _enqueue(self, event: WsEvent) -> None:
         self.queue.append(event)
@@ -554,27 +606,21 @@ class Session:
             self._client = _Client.CLOSED
         return actions + self._finish_if_over()
 
-    def _refuse(self, reason: str) -> list[Action]:
-        """The OPEN request failed: 502 for the client, unless it already left."""
+    def _refuse(self, reason: str, status: int = 502,
+                body: bytes = BAD_GATEWAY_BODY) -> list[Action]:
+        """The OPEN request failed: ``status`` for the client, unless it already left."""
         self._backend = _Backend.DONE
         actions: list[Action] = [Note("backend_failed", reason, warning=True)]
         if self._client is _Client.CONNECTING:
-            actions.append(Reject(502, b"Bad Gateway", ((b"content-type", b"text/plain"),),
-                                  BAD_GATEWAY_BODY))
+            actions.append(Reject(status, _REASONS.get(status, b""),
+                                  ((b"content-type", b"text/plain"),), body))
         self._client = _Client.CLOSED
         return actions + self._finish_if_over()
 
     def _open_response(self, resp: BackendResponse) -> list[Action]:
         if resp.status != 200 or _content_type(resp) != MEDIA_TYPE:
             self._backend = _Backend.DONE
-            if self._client is not _Client.CONNECTING:
-                return self._finish_if_over()
-            self._client = _Client.CLOSED
-            passed = tuple((n, v) for n, v in resp.headers
-                           if n.lower() not in _NOT_REJECT_HEADERS)
-            return [Note("backend_refused", f"status {resp.status}"),
-                    Reject(resp.status, resp.reason, passed, resp.body[:REJECT_BODY_MAX]),
-                    *self._finish_if_over()]
+            return self._rejected(resp)
         if not resp.complete:
             return self._refuse("OPEN response too large")
         try:
@@ -592,7 +638,20 @@ class Session:
                     ArmTimer(OPEN_TIMER, interval)]
         if events[0].type != "OPEN":
             return self._refuse(f"the OPEN response starts with {events[0].type}")
+        return self._opened(resp, events[1:])
 
+    def _rejected(self, resp: BackendResponse) -> list[Action]:
+        """The backend refused the OPEN: the client gets its response, if still there."""
+        if self._client is not _Client.CONNECTING:
+            return self._finish_if_over()
+        self._client = _Client.CLOSED
+        passed = tuple((n, v) for n, v in resp.headers if n.lower() not in _NOT_REJECT_HEADERS)
+        return [Note("backend_refused", f"status {resp.status}"),
+                Reject(resp.status, resp.reason, passed, resp.body[:REJECT_BODY_MAX]),
+                *self._finish_if_over()]
+
+    def _opened(self, resp: BackendResponse, events: Sequence[WsEvent]) -> list[Action]:
+        """The backend accepted with ``resp``; ``events`` came with it."""
         self._backend = _Backend.OPEN
         if self._client is not _Client.CONNECTING:
             # The client left while the backend was deciding.
@@ -610,7 +669,7 @@ class Session:
         for channel in self.settings.implicit_channels:
             actions += self._subscribe(channel, ())
         actions += self._apply_headers(resp)
-        actions += self._apply_events(events[1:])
+        actions += self._apply_events(events)
         actions += self._arm_keep_alive()
         actions += self._send_if_ready()
         return actions + self._finish_if_over()

@@ -609,7 +609,7 @@ async def test_ws_settings_are_checked() -> None:
 
 
 def test_ws_long_messages_go_out_in_frames_of_16_kb() -> None:
-    from p8_ws_over_http.transport import _encode
+    from p8_ws_over_http.connection import _encode
     from wsproto.connection import Connection, ConnectionType
     from wsproto.events import TextMessage
 

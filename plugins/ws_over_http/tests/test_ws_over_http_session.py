@@ -70,7 +70,8 @@ def message(**raw: object) -> object:
 # ---- opening (§4.1) -------------------------------------------------------------------------
 
 def test_start_asks_the_backend_with_open() -> None:
-    assert Session(SessionSettings()).start() == [SendRequest(b"OPEN\r\n", (), opening=True)]
+    assert Session(SessionSettings()).start() == [
+        SendRequest(b"OPEN\r\n", (), opening=True, events=(WsEvent("OPEN"),))]
 
 
 def test_an_accepting_backend_gets_the_client_a_101_with_its_headers() -> None:
@@ -140,7 +141,8 @@ def test_a_backend_can_defer_its_answer_with_a_keep_alive() -> None:
     actions = session.on_response(ok(headers=((b"Keep-Alive-Interval", b"5"),)))
     assert ArmTimer("open", 20.0) in actions, "5 s is raised to the 20 s minimum"
     assert not session.accepted
-    assert session.on_timer("open") == [SendRequest(b"OPEN\r\n", (), opening=True)]
+    assert session.on_timer("open") == [
+        SendRequest(b"OPEN\r\n", (), opening=True, events=(WsEvent("OPEN"),))]
     assert of(session.on_response(ok(WsEvent("OPEN"))), Accept)
 
 
@@ -676,3 +678,61 @@ def test_any_interleaving_keeps_the_rules(first: BackendResponse,
         elif kind == "refresh":
             apply(session.refresh())
     assert session.finished == (finished == 1)
+
+
+# ---- a backend that pushes (a connector's WebSocket session) --------------------------------
+
+def pushed(headers: tuple[tuple[bytes, bytes], ...] = (GRIP,)) -> tuple[Session, list[Action]]:
+    """A session whose pushing backend accepted with ``headers``."""
+    session = Session(SessionSettings(pushes=True))
+    session.start()
+    return session, session.on_accepted(headers)
+
+
+def test_a_pushing_backend_is_sent_events_and_pushes_its_own() -> None:
+    session, actions = pushed(headers=(GRIP, (b"sec-websocket-protocol", b"chat")))
+    assert of(actions, Accept) == [Accept(((b"sec-websocket-protocol", b"chat"),))]
+    [request] = requests(session.on_message("text", b"hi"))
+    assert request.events == (text("hi"),)
+    assert requests(session.on_message("binary", b"\x00")) == []  # one at a time
+    [request] = requests(session.on_sent())
+    assert request.events == (WsEvent("BINARY", b"\x00"),)
+    assert session.on_sent() == []
+    assert sent(session.on_backend_events([text("m:hello"), text("dropped")])) == [
+        ("text", b"hello")]
+
+
+def test_a_pushing_backend_answers_the_clients_close_later_or_not_at_all() -> None:
+    session, _ = pushed()
+    actions = session.on_client_close(4001, "bye")
+    [request] = requests(actions)
+    assert request.events == (WsEvent("CLOSE", b"\x0f\xa1bye"),)
+    assert ArmTimer("close", 5.0) in actions
+    assert session.on_sent() == []
+    actions = session.on_backend_events([WsEvent("CLOSE", b"\x0f\xa1bye")])
+    assert CloseClient(4001, "bye") in actions and Finished() in actions
+
+    session, _ = pushed()
+    session.on_client_close(1000, "")
+    session.on_sent()
+    actions = session.on_timer("close")
+    assert CloseClient(1000, "") in actions
+    assert [r.events for r in requests(actions)] == [(WsEvent("DISCONNECT"),)]
+
+
+def test_a_pushing_backend_that_breaks_off_closes_the_client_with_1011() -> None:
+    session, _ = pushed()
+    actions = session.on_backend_failed("the handler cancelled the session")
+    assert CloseClient(1011, "") in actions
+    assert session.on_client_close(1011, "") == [CancelTimer("close"), Finished()]
+
+
+def test_a_pushing_backend_that_cannot_be_asked_gives_its_status_and_reason() -> None:
+    session = Session(SessionSettings(pushes=True))
+    session.start()
+    assert of(session.on_open_failed(504, "timed out"), Reject) == [
+        Reject(504, b"Gateway Timeout", ((b"content-type", b"text/plain"),), b"timed out\n")]
+    session = Session(SessionSettings(pushes=True))
+    session.start()
+    refusal = BackendResponse(403, b"Forbidden", ((b"content-length", b"2"),), b"no")
+    assert of(session.on_refused(refusal), Reject) == [Reject(403, b"Forbidden", (), b"no")]

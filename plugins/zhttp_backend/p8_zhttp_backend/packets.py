@@ -268,12 +268,13 @@ def _headers(raw: Mapping[bytes, Value]) -> Headers:
 
 # ---- responses --------------------------------------------------------------------------
 
-def response_head(packet: Packet) -> ResponseHead:
+def response_head(packet: Packet, *, switching: bool = False) -> ResponseHead:
     """The checked status line and headers of the first data packet of a response.
 
-    ``code`` is required and must be a final HTTP status (200-999); header names must be
-    tokens and values must not hold line breaks or other control characters, because
-    they go out to an HTTP client as they are.
+    ``code`` is required and must be a final HTTP status (200-999), or 101 with
+    ``switching`` (a WebSocket handshake accepted); header names must be tokens and values
+    must not hold line breaks or other control characters, because they go out to an
+    HTTP client as they are.
 
     :raises PacketError: naming the offending field.
     """
@@ -281,7 +282,11 @@ def response_head(packet: Packet) -> ResponseHead:
     code = packet.code
     if code is None:
         raise PacketError("response has no 'code'", ident)
-    if not 200 <= code <= 999:
+    if switching:
+        if code != 101:
+            raise PacketError(f"'code' {code} does not accept a WebSocket handshake (101)",
+                              ident)
+    elif not 200 <= code <= 999:
         raise PacketError(f"'code' {code} is not a final HTTP status (200-999)", ident)
     reason = packet.reason or b""
     if not _REASON.fullmatch(reason):

@@ -16,6 +16,9 @@ class ZhttpSettings:
     handler_wait: float = 2.0
     """Seconds a request waits for a handler to be connected before it fails with 502
     (bounded by ``[proxy] backend_timeout``); covers handlers that restart."""
+    max_message: int = 16_777_216
+    """The largest WebSocket message a streaming handler may send; a larger one ends the
+    session (the client gets close code 1011)."""
 
 
 def parse_settings(table: Mapping[str, Any], source: str, prefix: str) -> ZhttpSettings:

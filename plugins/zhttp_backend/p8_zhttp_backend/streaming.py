@@ -3,14 +3,16 @@
 p8 binds three sockets: PUSH (the first packet of each session, shared among handlers),
 ROUTER (later packets, to the handler that took the session) and SUB (every packet from
 handlers, addressed to p8's instance address). Each request is an
-:class:`~.session.HttpSession`; this module only moves its packets and bytes. Bodies
-stream both ways under credits, so neither side holds more than a window of the other's.
+:class:`~.session.HttpSession`, each client WebSocket a :class:`~.wssession.WsSession`;
+this module only moves their packets, bytes and messages. Bodies and messages stream both
+ways under credits, so neither side holds more than a window of the other's.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Final
@@ -20,12 +22,33 @@ import zmq
 import zmq.asyncio
 from anyio.abc import TaskGroup
 
-from p8core import OriginError, OriginRequest, OriginResponse
+from p8core import (
+    BackendWebSocket,
+    BufferedResponse,
+    OriginError,
+    OriginRequest,
+    OriginResponse,
+    WebSocketConnector,
+    WebSocketMessage,
+)
 
 from .base import Socket, ZmqConnector, log
 from .packets import Packet, PacketError, decode, encode, split_address
-from .session import Action, Body, End, Failed, Head, HttpSession, Send
+from .session import (
+    Accepted,
+    Action,
+    Body,
+    End,
+    Failed,
+    Head,
+    HttpSession,
+    Message,
+    Rejected,
+    Send,
+    StreamSession,
+)
 from .targets import client_headers, mentioned_id, request_headers, request_uri, stream_endpoints
+from .wssession import WsSession
 
 FIRST_BODY_MAX: Final = 200_000
 """The most request body the first packet carries; the rest waits for the handler's credits."""
@@ -35,48 +58,44 @@ TICK_SECONDS: Final = 5.0
 """How often sessions are checked for keep-alives and expiry."""
 
 
-class StreamResponse(OriginResponse):
-    """One streamed exchange: its session, the response body received, the upload."""
+class Exchange(ABC):
+    """A session in progress, as its connector sees it: the packets waiting for the
+    handler, and the tasks waiting for the session to change."""
 
-    def __init__(self, connector: StreamConnector, session: HttpSession) -> None:
+    def __init__(self, connector: StreamConnector, session: StreamSession) -> None:
         self.connector, self.session = connector, session
-        self.status, self.reason = 0, b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.content_length: int | None = None
-        self.has_head = False
-        self.ended = False
         self.error: str | None = None
-        self._parts: deque[bytes] = deque()
+        self.ended = False
         self.backlog: deque[Packet] = deque()
         """Packets waiting for the handler's ROUTER connection, in order."""
         self._waiters: list[anyio.Event] = []
-        self._upload: anyio.CancelScope | None = None
-        self._uploading = False
-        self._uploaded = anyio.Event()
+
+    @property
+    @abstractmethod
+    def answered(self) -> bool:
+        """The handler answered the first packet (a response head, a decision)."""
 
     def take(self, actions: Sequence[Action]) -> list[Packet]:
-        """Apply the session's actions to the response; returns the packets to send."""
+        """Apply the session's actions; returns the packets to send."""
         sends: list[Packet] = []
         for action in actions:
             if isinstance(action, Send):
                 sends.append(action.packet)
-            elif isinstance(action, Body):
-                self._parts.append(action.data)
-            elif isinstance(action, Head):
-                head = action.head
-                self.status, self.reason = head.code, head.reason
-                self.headers = client_headers(head, action.length)
-                self.content_length = action.length
-                self.has_head = True
             elif isinstance(action, End):
                 self.ended = True
             elif isinstance(action, Failed):
                 self.fail(action.reason)
+            else:
+                self._apply(action)
         self._wake()
         return sends
 
+    @abstractmethod
+    def _apply(self, action: Action) -> None:
+        """Apply an action particular to this kind of session."""
+
     def fail(self, reason: str) -> None:
-        """The exchange is over without a complete response."""
+        """The exchange is over before its end."""
         if self.error is None and not self.ended:
             self.error = reason
         self._wake()
@@ -92,6 +111,46 @@ class StreamResponse(OriginResponse):
         waiters, self._waiters = self._waiters, []
         for event in waiters:
             event.set()
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """End the exchange, cancelling the session if it is still open."""
+
+    async def _cancel(self) -> None:
+        """Cancel the session if it is still open, and forget it."""
+        await self.connector.act(self, self.session.cancel())
+        self.connector.forget(self)
+
+
+class StreamResponse(Exchange, OriginResponse):
+    """One streamed HTTP exchange: the response body received, the upload."""
+
+    session: HttpSession
+
+    def __init__(self, connector: StreamConnector, session: HttpSession) -> None:
+        super().__init__(connector, session)
+        self.status, self.reason = 0, b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.content_length: int | None = None
+        self.has_head = False
+        self._parts: deque[bytes] = deque()
+        self._upload: anyio.CancelScope | None = None
+        self._uploading = False
+        self._uploaded = anyio.Event()
+
+    @property
+    def answered(self) -> bool:
+        return self.has_head
+
+    def _apply(self, action: Action) -> None:
+        if isinstance(action, Body):
+            self._parts.append(action.data)
+        elif isinstance(action, Head):
+            head = action.head
+            self.status, self.reason = head.code, head.reason
+            self.headers = client_headers(head, action.length)
+            self.content_length = action.length
+            self.has_head = True
 
     def start_upload(self, tg: TaskGroup, body: AsyncIterator[bytes], pending: bytes,
                      length: int | None, sent: int) -> None:
@@ -128,8 +187,7 @@ class StreamResponse(OriginResponse):
 
     async def aclose(self) -> None:
         """Cancel the session if it is still open; stop the upload and wait for it."""
-        await self.connector.act(self, self.session.cancel())
-        self.connector.forget(self)
+        await self._cancel()
         if self._upload is not None:
             self._upload.cancel()
             # Once begun, the upload reads the client's body: it must be over before the
@@ -138,7 +196,81 @@ class StreamResponse(OriginResponse):
                 await self._uploaded.wait()
 
 
-class StreamConnector(ZmqConnector):
+class WsExchange(Exchange, BackendWebSocket):
+    """One client WebSocket carried to a handler: the decision, then messages."""
+
+    session: WsSession
+
+    def __init__(self, connector: StreamConnector, session: WsSession) -> None:
+        super().__init__(connector, session)
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.reason = b""
+        self.accepted = False
+        self.rejection: BufferedResponse | None = None
+        self._messages: deque[Message] = deque()
+
+    @property
+    def answered(self) -> bool:
+        return self.accepted or self.rejection is not None
+
+    def _apply(self, action: Action) -> None:
+        if isinstance(action, Message):
+            self._messages.append(action)
+        elif isinstance(action, Accepted):
+            self.headers, self.reason = list(action.head.headers), action.head.reason
+            self.accepted = True
+        elif isinstance(action, Rejected):
+            head = action.head
+            self.rejection = BufferedResponse(head.code, client_headers(head, len(action.body)),
+                                              action.body, head.reason)
+
+    async def send(self, message: WebSocketMessage) -> None:
+        """Send ``message``; a text or binary one in fragments of at most the credits the
+        handler granted, waiting for more as needed."""
+        session, connector = self.session, self.connector
+        if message.kind not in ("text", "binary"):
+            self._check_open()
+            await connector.act(self, [session.send(message, time.monotonic())])
+            return
+        data, offset = message.data, 0
+        while True:
+            if offset < len(data):
+                await self.until(lambda: not session.sending or session.send_credits > 0)
+            self._check_open()
+            size = min(len(data) - offset, session.send_credits, PART_MAX)
+            piece = WebSocketMessage(message.kind, data[offset:offset + size])
+            offset += size
+            more = offset < len(data)
+            await connector.act(self, [session.send(piece, time.monotonic(), more=more)])
+            if not more:
+                return
+
+    def _check_open(self) -> None:
+        if not self.session.sending:
+            raise OriginError(f"the WebSocket session with the zhttp handler at "
+                              f"{self.connector.target} is over: "
+                              f"{self.error or 'closed'}")
+
+    async def receive(self) -> WebSocketMessage:
+        """The handler's next message, granting it credits for it once taken."""
+        await self.until(lambda: bool(self._messages) or self.ended
+                         or self.error is not None)
+        if not self._messages:
+            raise OriginError(f"the zhttp handler at {self.connector.target} broke off the "
+                              f"WebSocket session: {self.error or 'it is over'}")
+        taken = self._messages.popleft()
+        if taken.size:
+            await self.connector.act(self, self.session.consumed(taken.size, time.monotonic()))
+        return taken.message
+
+    async def aclose(self) -> None:
+        """Cancel the session if it is still open; a task waiting in :meth:`receive` gets
+        an :class:`OriginError`."""
+        await self._cancel()
+        self.fail("the session was closed")
+
+
+class StreamConnector(ZmqConnector, WebSocketConnector):
     """Streams requests to one ``zhttp+tcp://HOST:PORT`` (or ``+ipc://PATH``) target."""
 
     schemes = ("zhttp+tcp", "zhttp+ipc")
@@ -149,7 +281,7 @@ class StreamConnector(ZmqConnector):
         self._push: Socket | None = None
         self._router: Socket | None = None
         self._sub: Socket | None = None
-        self._exchanges: dict[bytes, StreamResponse] = {}
+        self._exchanges: dict[bytes, Exchange] = {}
 
     def endpoints(self) -> list[str]:
         return [self.push_spec, self.router_spec, self.sub_spec]
@@ -175,7 +307,7 @@ class StreamConnector(ZmqConnector):
             exchange.session.lost()
             exchange.fail(reason)
 
-    def forget(self, exchange: StreamResponse) -> None:
+    def forget(self, exchange: Exchange) -> None:
         if self._exchanges.get(exchange.session.id) is exchange:
             del self._exchanges[exchange.session.id]
 
@@ -192,24 +324,61 @@ class StreamConnector(ZmqConnector):
         :raises OriginError: no handler connected, or the handler failed the session.
         :raises OriginTimeout: no response head within ``timeout``.
         """
-        await self._until_running(timeout)
-        push = self._push
-        assert push is not None and self._tg is not None
-        await self._until_handler(push, timeout)
+        push = await self._push_ready(timeout)
         first, more, pending = await _first_part(req)
         session = HttpSession(self.instance, str(uuid.uuid4()).encode(), time.monotonic())
         packet = session.start(req.method, request_uri(req),
                                request_headers(req, req.content_length), first, more)
         exchange = StreamResponse(self, session)
-        self._exchanges[session.id] = exchange
-        try:
-            await self._send_first(push, [encode(packet)], timeout)
+
+        def started() -> None:
             if more:
+                assert self._tg is not None
                 exchange.start_upload(self._tg, req.body, pending, req.content_length,
                                       len(first))
+
+        await self._begin(push, exchange, packet, timeout, started)
+        return exchange
+
+    async def open_websocket(self, req: OriginRequest, *,
+                             timeout: float) -> BackendWebSocket | OriginResponse:
+        """Carry a client's WebSocket handshake to a handler (``zhttp.md`` §4.3).
+
+        :returns: the session once the handler accepted, or the response it refused with.
+        :raises OriginError: no handler connected, or the handler failed the session.
+        :raises OriginTimeout: no decision within ``timeout``.
+        """
+        push = await self._push_ready(timeout)
+        session = WsSession(self.instance, str(uuid.uuid4()).encode(), time.monotonic(),
+                            max_message=self.settings.max_message)
+        packet = session.start(request_uri(req, websocket=True), request_headers(req, 0))
+        exchange = WsExchange(self, session)
+        await self._begin(push, exchange, packet, timeout)
+        return exchange.rejection or exchange
+
+    async def _push_ready(self, timeout: float) -> Socket:
+        """The PUSH socket, once bound and with a handler connected to it."""
+        await self._until_running(timeout)
+        push = self._push
+        assert push is not None and self._tg is not None
+        await self._until_handler(push, timeout)
+        return push
+
+    async def _begin(self, push: Socket, exchange: Exchange, first: Packet, timeout: float,
+                     started: Callable[[], None] = lambda: None) -> None:
+        """Send ``first`` and wait (up to ``timeout``) for the handler to answer it;
+        ``started`` runs once it is sent. On failure the session is cancelled.
+
+        :raises OriginError: the handler failed the session.
+        :raises OriginTimeout: no answer within ``timeout``.
+        """
+        self._exchanges[exchange.session.id] = exchange
+        try:
+            await self._send_first(push, [encode(first)], timeout)
+            started()
             with anyio.move_on_after(timeout):
-                await exchange.until(lambda: exchange.has_head or exchange.error is not None)
-            if not exchange.has_head:
+                await exchange.until(lambda: exchange.answered or exchange.error is not None)
+            if not exchange.answered:
                 if exchange.error is not None:
                     raise OriginError(f"the zhttp handler at {self.target} failed the "
                                       f"request: {exchange.error}")
@@ -218,7 +387,6 @@ class StreamConnector(ZmqConnector):
             with anyio.CancelScope(shield=True):
                 await exchange.aclose()
             raise
-        return exchange
 
     async def upload(self, exchange: StreamResponse, scope: anyio.CancelScope,
                      body: AsyncIterator[bytes], pending: bytes, length: int | None,
@@ -265,7 +433,7 @@ class StreamConnector(ZmqConnector):
 
     # ---- packets ------------------------------------------------------------------------
 
-    async def act(self, exchange: StreamResponse, actions: Sequence[Action]) -> None:
+    async def act(self, exchange: Exchange, actions: Sequence[Action]) -> None:
         """Carry out a session's actions: update the response, send packets to the handler.
 
         Waiters are woken even without actions: credits or the handler's address may have
@@ -288,7 +456,7 @@ class StreamConnector(ZmqConnector):
         if not exchange.session.open:
             self.forget(exchange)
 
-    async def _redeliver(self, exchange: StreamResponse) -> None:
+    async def _redeliver(self, exchange: Exchange) -> None:
         """Send what waits for a handler whose ROUTER socket is still connecting.
 
         A handler's first packet can arrive (through PUB) before its ROUTER connection is
@@ -307,7 +475,7 @@ class StreamConnector(ZmqConnector):
             else:
                 backlog.popleft()
 
-    def _lost(self, exchange: StreamResponse, error: zmq.ZMQError) -> None:
+    def _lost(self, exchange: Exchange, error: zmq.ZMQError) -> None:
         """The handler of ``exchange`` cannot be sent to: the exchange fails."""
         session = exchange.session
         reason = zmq.strerror(error.errno or 0)

@@ -64,11 +64,13 @@ def stream_endpoints(spec: str) -> tuple[str, str, str]:
     return spec, f"{base}:{port + 1}", f"{base}:{port + 2}"
 
 
-def request_uri(req: OriginRequest) -> bytes:
-    """The absolute URI a handler gets: ``http://`` + the request's Host + its target."""
+def request_uri(req: OriginRequest, *, websocket: bool = False) -> bytes:
+    """The absolute URI a handler gets: ``http://`` (``https://`` for a client on TLS;
+    ``ws://`` or ``wss://`` for a WebSocket handshake) + the request's Host + its target."""
     host = next((value for name, value in req.headers if name.lower() == b"host"),
                 b"localhost")
-    return b"http://" + host + req.target
+    scheme = (b"ws" if websocket else b"http") + (b"s" if req.secure else b"")
+    return scheme + b"://" + host + req.target
 
 
 def request_headers(req: OriginRequest, length: int | None) -> Headers:

@@ -29,7 +29,7 @@ def config(target: str, *, plugins: tuple[str, ...] = ("zhttp_backend",),
            timeout: float | None = None, handler_wait: float = 0.3) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "plugins": {"enabled": list(plugins), "zhttp_backend": {"handler_wait": handler_wait}},
-        "routes": [{"target": target}],
+        "routes": [{"target": target, "debug": True}],  # error answers give the reason
     }
     if timeout is not None:
         raw["proxy"] = {"backend_timeout": timeout}

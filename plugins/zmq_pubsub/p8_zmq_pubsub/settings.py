@@ -16,7 +16,11 @@ class ZmqSettings:
     """The PULL and SUB inputs; an empty ``pull`` or ``sub`` turns that input off."""
 
     pull: str = "tcp://127.0.0.1:5560"
+    """Where the PULL input binds: PUSH one item per message (``J`` + JSON, ``T`` +
+    tnetstring, or a bare tnetstring); ``""`` turns it off."""
     sub: tuple[str, ...] = ("tcp://127.0.0.1:5562",)
+    """Where the SUB input binds (or connects, with ``sub_connect``): PUB the channel and
+    the item as two frames; ``[]`` turns it off."""
     sub_connect: bool = False
     """Connect the SUB socket to publishers that bind, instead of binding it."""
     hwm: int = 101_000

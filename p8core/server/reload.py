@@ -1,0 +1,133 @@
+"""Hot reload: on SIGHUP, or when the config file or its routes file changes while
+``[server] reload_watch`` is on, read the config again and switch to it without dropping a
+connection.
+
+Routes and every limit, timeout and key in ``[server]``, ``[control]``, ``[proxy]`` and
+``[pubsub]`` take effect for what comes next; held connections stay, on the route they
+started on. Listen addresses and ``[plugins]`` were set up at start: a change to them is
+logged as a warning naming the key and waits for a restart, while the rest is applied. A
+config that does not load is rejected whole, with its reason logged, and the running one
+stays in force.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import structlog
+
+from ..config import Config, ConfigSection, build_config, load_raw
+from ..errors import P8Error
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = structlog.get_logger(component="reload")
+
+Stamp = tuple[int, int, int] | None
+
+WORKER_KEYS = ("workers", "reuse_port", "worker_queue")
+"""``[server]`` keys the worker processes and their sockets were made with."""
+
+
+def restart_keys(old: Config, new: Config) -> list[str]:
+    """The keys whose change needs a restart, as ``section.key`` names."""
+    changed = []
+    if old.server.listen != new.server.listen:
+        changed.append("server.listen")
+    changed += [f"server.{key}" for key in WORKER_KEYS
+                if getattr(old.server, key) != getattr(new.server, key)]
+    if old.control.listen != new.control.listen:
+        changed.append("control.listen")
+    if old.plugins.enabled != new.plugins.enabled:
+        changed.append("plugins.enabled")
+    changed += [f"plugins.{name}" for name in sorted(old.plugins.sections)
+                if old.plugins.sections[name] != new.plugins.sections.get(name)]
+    return changed
+
+
+def keep_restart_keys(old: Config, new: Config) -> Config:
+    """``new`` with the listen addresses and plugin settings of ``old``."""
+    kept = {key: getattr(old.server, key) for key in WORKER_KEYS}
+    return dataclasses.replace(
+        new, server=dataclasses.replace(new.server, listen=old.server.listen, **kept),
+        control=dataclasses.replace(new.control, listen=old.control.listen),
+        plugins=old.plugins)
+
+
+class Reloader:
+    """Reloads one app from its config file."""
+
+    def __init__(self, app: App, path: Path) -> None:
+        self.app, self.path = app, path
+        self.sections: list[ConfigSection] = [s for offered in app.pm.hook.p8_config_sections()
+                                              for s in offered]
+        self._stamps = self._look()
+
+    def reload(self, trigger: str) -> bool:
+        """Read the file and switch to it; False (and the reason logged) when it does not
+        load, leaving the running config in force."""
+        old = self.app.config
+        try:
+            raw, source, base_dir = load_raw(self.path)
+            new = build_config(raw, source, base_dir, self.sections)
+            pending = restart_keys(old, new)
+            self.app.reconfigure(keep_restart_keys(old, new))
+        except P8Error as e:
+            log.error("reload_rejected", trigger=trigger, reason=str(e))
+            return False
+        for key in pending:
+            log.warning("reload_needs_restart", key=key,
+                        hint="this change takes effect after a restart")
+        log.info("reloaded", trigger=trigger, routes=len(new.routes),
+                 needs_restart=pending or None)
+        return True
+
+    async def run(self) -> None:
+        """Reload on every SIGHUP, and on file changes while ``reload_watch`` is on."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._on_sighup)
+            tg.start_soon(self._watch)
+
+    async def _on_sighup(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGHUP) as signals:
+            async for _ in signals:
+                self._stamps = self._look()
+                self.reload("SIGHUP")
+                for passed_on in self.app.on_sighup:
+                    passed_on()
+
+    async def _watch(self) -> None:
+        """Look at the files' modification times every ``reload_interval`` seconds (read
+        anew each time, so turning the watch on or off is itself reloadable)."""
+        while True:
+            await anyio.sleep(self.app.config.server.reload_interval)
+            if not self.app.config.server.reload_watch:
+                continue
+            stamps = self._look()
+            if stamps != self._stamps:
+                self._stamps = stamps
+                self.reload("file changed")
+
+    def _files(self) -> list[Path]:
+        files = [self.path]
+        routes_file = self.app.config.proxy.routes_file
+        if routes_file:
+            files.append(self.app.config.base_dir / routes_file)
+        return files
+
+    def _look(self) -> list[Stamp]:
+        return [_stamp(path) for path in self._files()]
+
+
+def _stamp(path: Path) -> Stamp:
+    """What tells a changed file apart: modification time, size, inode (None: missing)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino

@@ -1,0 +1,97 @@
+"""Client listeners: TLS with a certificate made here, Unix sockets, IPv6."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import stat
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from p8core.app import App
+from p8core.errors import ConfigError
+from p8core.testing import Reply, run_origin, run_p8, self_signed_cert
+
+pytestmark = pytest.mark.anyio
+
+
+def tls_config(directory: Path, **server: Any) -> dict[str, Any]:
+    cert, key = self_signed_cert(directory)
+    return {"plugins": {"enabled": []},
+            "server": {"listen": ["127.0.0.1:0"], "tls_listen": ["127.0.0.1:0"],
+                       "tls_cert": str(cert), "tls_key": str(key), **server}}
+
+
+async def test_tls_listener_serves_https_and_routes_by_ssl(tmp_path: Path) -> None:
+    config = tls_config(tmp_path)
+    reply = Reply(200, [("Content-Type", "text/plain")], b"secure backend\n")
+    async with run_origin(lambda r: reply) as origin:
+        config["routes"] = [{"ssl": True, "target": origin.target}, {"target": "test"}]
+        trust = ssl.create_default_context(cafile=tmp_path / "cert.pem")
+        async with run_p8(config) as p8, httpx.AsyncClient(verify=trust) as client:
+            resp = await client.get(f"{p8.tls_url}/")
+            assert (resp.status_code, resp.text) == (200, "secure backend\n")
+            assert resp.http_version == "HTTP/1.1"
+            resp = await client.get(f"{p8.url}/")
+            assert resp.text == "Hello from the Pushpin test handler!\n"
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await httpx.AsyncClient().get(f"{p8.tls_url}/")
+
+
+def test_tls_config_errors_name_the_key(tmp_path: Path) -> None:
+    config = tls_config(tmp_path)
+    del config["server"]["tls_cert"]
+    with pytest.raises(ConfigError, match=r"server\.tls_cert: required with tls_listen"):
+        App.from_raw(config, "p8.toml")
+    config = tls_config(tmp_path, tls_key=str(tmp_path / "missing.pem"))
+    with pytest.raises(ConfigError, match=r"server\.tls_key: cannot read .*missing\.pem"):
+        App.from_raw(config, "p8.toml")
+    other = tmp_path / "other"
+    other.mkdir()
+    config = tls_config(tmp_path, tls_key=str(self_signed_cert(other)[1]))
+    with pytest.raises(ConfigError, match=r"server\.tls_key: not a PEM certificate and match"):
+        App.from_raw(config, "p8.toml")
+
+
+async def test_unix_socket_listener(tmp_path: Path) -> None:
+    path = tmp_path / "p8.sock"
+    config = {"plugins": {"enabled": []},
+              "server": {"listen": [], "unix_listen": ["p8.sock"], "unix_mode": 0o660}}
+    async with run_p8(config, base_dir=tmp_path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o660
+        transport = httpx.AsyncHTTPTransport(uds=str(path))
+        async with httpx.AsyncClient(transport=transport) as client:
+            resp = await client.get("http://p8.local/")
+            assert resp.text == "Hello from the Pushpin test handler!\n"
+    assert not path.exists(), "the socket file is removed at shutdown"
+
+
+def test_listener_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"server\.listen: needs at least one address"):
+        App.from_raw({"server": {"listen": []}}, "p8.toml")
+    with pytest.raises(ConfigError, match=r"server\.unix_listen\[0\]: must be a path of 1"):
+        App.from_raw({"server": {"unix_listen": ["x" * 200]}}, "p8.toml")
+    with pytest.raises(ConfigError, match=r"server\.unix_mode: must be a file mode"):
+        App.from_raw({"server": {"unix_mode": 0o1777}}, "p8.toml")
+    with pytest.raises(ConfigError, match=r"server\.tls_listen\[0\]: 'x' is not a host:port"):
+        App.from_raw({"server": {"tls_listen": ["x"], "tls_cert": "c"}}, "p8.toml")
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_ipv6_listener() -> None:
+    config = {"plugins": {"enabled": []}, "server": {"listen": ["[::1]:0"]}}
+    async with run_p8(config) as p8, httpx.AsyncClient() as client:
+        resp = await client.get(f"http://[::1]:{p8.bound.port}/")
+        assert resp.text == "Hello from the Pushpin test handler!\n"
