@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ from anyio.abc import SocketStream
 
 from p8core import ConfigError
 from p8core.app import App
+from p8core.testing import self_signed_cert
 
 pytestmark = pytest.mark.anyio
 
@@ -412,6 +414,28 @@ async def test_shared_listening_sockets_without_reuse_port(
             await stream.read_until(b"msg-2\n")
             assert stream.messages() == ["1", "2"]
         assert p8.events("workers_starting")[0]["reuse_port"] is False
+
+
+async def test_tls_and_unix_listeners_serve_through_the_workers(tmp_path: Path) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    tls_port = free_port()
+    server = (f'tls_listen = ["127.0.0.1:{tls_port}"]\ntls_cert = "{cert}"\n'
+              f'tls_key = "{key}"\nunix_listen = ["p8.sock"]\n')
+    sock = tmp_path / "p8.sock"
+    trust = ssl.create_default_context(cafile=cert)
+    hello = "Hello from the Pushpin test handler!\n"
+    with p8_with_workers(tmp_path, server) as p8:
+        async with httpx.AsyncClient(verify=trust) as https:
+            for _ in range(8):
+                assert (await https.get(f"https://127.0.0.1:{tls_port}/")).text == hello
+        unix = httpx.AsyncHTTPTransport(uds=str(sock))
+        async with httpx.AsyncClient(transport=unix) as client:
+            for _ in range(8):
+                assert (await client.get("http://p8.local/")).text == hello
+        served = p8.wait_workers(lambda ws: sum(w["requests"] for w in ws) == 16,
+                                 "16 requests over TLS and the Unix socket")
+        assert [w["ready"] for w in served] == [True, True]
+    assert not sock.exists(), "the supervisor removes the socket file it made"
 
 
 @pytest.mark.parametrize(("value", "problem"), [
