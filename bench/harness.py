@@ -53,8 +53,24 @@ def can_pin() -> bool:
     return shutil.which("taskset") is not None and {0, 1} <= os.sched_getaffinity(0)
 
 
-def pinned(cmd: Sequence[str], cpu: int | None) -> list[str]:
+def pinned(cmd: Sequence[str], cpu: int | str | None) -> list[str]:
+    """``cmd`` under taskset: one CPU, or a list such as ``"0,1"``."""
     return ["taskset", "-c", str(cpu), *cmd] if cpu is not None else list(cmd)
+
+
+def workers_of(kind: str) -> int:
+    """How many workers a server kind runs: ``"p8-w2"`` is p8 with ``[server] workers =
+    2``; ``"p8"`` and ``"pushpin"`` are one."""
+    return int(kind.removeprefix("p8-w")) if kind.startswith("p8-w") else 1
+
+
+def server_cpus(kind: str, pin: bool) -> str | None:
+    """Where ``kind`` runs when pinned: CPU 0, or CPUs 0 to N-1 for N workers (the
+    load CPU among them: they share it with the load generators)."""
+    if not pin:
+        return None
+    cpus = os.cpu_count() or 1
+    return ",".join(str((SERVER_CPU + i) % cpus) for i in range(min(workers_of(kind), cpus)))
 
 
 def free_port() -> int:
@@ -248,7 +264,8 @@ class Server:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def _ready(server: Server, timeout: float) -> Server:
+def _ready(server: Server, timeout: float, workers: int = 1) -> Server:
+    """Wait until the server answers GET / (and each of its ``workers`` has reported)."""
     proc = server.proc
     try:
         wait_port(server.port, timeout, proc.popen)
@@ -257,7 +274,7 @@ def _ready(server: Server, timeout: float) -> Server:
         while True:
             try:
                 status, _ = http_get(server.port, "/")
-                if status == 200:
+                if status == 200 and (workers == 1 or _workers_ready(server) == workers):
                     break
             except OSError:
                 pass
@@ -271,9 +288,20 @@ def _ready(server: Server, timeout: float) -> Server:
     return server
 
 
-def start_p8(workdir: Path, route: Route, cpu: int | None, *, timeout: float = 30.0,
-             extra: str = "") -> Server:
-    """p8 through ``bench.p8_server`` (``p8 run`` plus a SIGUSR1-timed full GC).
+def _workers_ready(server: Server) -> int:
+    with socket.create_connection(("127.0.0.1", server.control), timeout=5) as s:
+        s.sendall(b"GET /workers HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    workers = json.loads(data.partition(b"\r\n\r\n")[2])["workers"]
+    return sum(w["ready"] for w in workers)
+
+
+def start_p8(workdir: Path, route: Route, cpu: int | str | None, *, workers: int = 1,
+             timeout: float = 30.0, extra: str = "") -> Server:
+    """p8 through ``bench.p8_server`` (``p8 run`` plus a SIGUSR1-timed full GC), with
+    ``[server] workers``.
 
     :param extra: TOML appended to the config (more tables, more ``[[routes]]``).
     """
@@ -283,6 +311,7 @@ def start_p8(workdir: Path, route: Route, cpu: int | None, *, timeout: float = 3
         # p8, equivalent to the Pushpin config beside it (pushpin.conf, routes)
         [server]
         listen = ["127.0.0.1:{port}"]
+        workers = {workers}
 
         [control]
         listen = "127.0.0.1:{control}"
@@ -303,7 +332,7 @@ def start_p8(workdir: Path, route: Route, cpu: int | None, *, timeout: float = 3
     cmd = [PYTHON, "-m", "bench.p8_server", "--config", str(path),
            "--gc-report", str(gc_report)]
     proc = Proc("p8", pinned(cmd, cpu), log=workdir / "p8.log", cwd=ROOT)
-    return _ready(Server("p8", proc, port, control, workdir, gc_report), timeout)
+    return _ready(Server("p8", proc, port, control, workdir, gc_report), timeout, workers)
 
 
 PUSHPIN_CONF = """\
@@ -369,7 +398,7 @@ def pushpin_available() -> bool:
     return shutil.which("pushpin") is not None
 
 
-def start_pushpin(workdir: Path, route: Route, cpu: int | None, *,
+def start_pushpin(workdir: Path, route: Route, cpu: int | str | None, *,
                   timeout: float = 30.0) -> Server:
     port, control, pull, sub, command = (free_port() for _ in range(5))
     rundir = Path(tempfile.mkdtemp(prefix="pp-"))  # IPC socket paths must stay short
@@ -392,8 +421,10 @@ def start_pushpin(workdir: Path, route: Route, cpu: int | None, *,
     return server
 
 
-def start_server(kind: str, workdir: Path, route: Route, cpu: int | None) -> Server:
-    return (start_p8 if kind == "p8" else start_pushpin)(workdir, route, cpu)
+def start_server(kind: str, workdir: Path, route: Route, cpu: int | str | None) -> Server:
+    if kind == "pushpin":
+        return start_pushpin(workdir, route, cpu)
+    return start_p8(workdir, route, cpu, workers=workers_of(kind))
 
 
 NGINX_CONF = """\
@@ -621,8 +652,9 @@ def _py_spy(server: Server) -> subprocess.Popen[bytes]:
     spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
     server._profiles += 1
     out = server.profile_to.with_name(f"{server.profile_to.name}-{server._profiles}.txt")
-    cmd = pinned([spy, "record", "--pid", str(server.proc.pid), "--rate", "250",
-                  "--format", "raw", "--output", str(out)], LOAD_CPU if can_pin() else None)
+    cmd = pinned([spy, "record", "--pid", str(server.proc.pid), "--subprocesses", "--rate",
+                  "250", "--format", "raw", "--output", str(out)],
+                 LOAD_CPU if can_pin() else None)
     popen = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                              stderr=(server.workdir / "py-spy.log").open("ab"))
     time.sleep(0.5)  # attached before the measurement starts

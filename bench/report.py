@@ -230,6 +230,69 @@ def render(samples: Sequence[Sample], *, date: str, command: str, info: dict[str
     return "\n".join(out) + "\n"
 
 
+WORKERS = "## Workers"
+
+
+def render_workers(samples: Sequence[Sample], kinds: Sequence[str], *, date: str,
+                   command: str, info: dict[str, str], elapsed: float, load_before: float,
+                   load_after: float, scale: str, pinned: bool, repeat: int = 1) -> str:
+    """The section comparing p8 with different ``[server] workers`` (kinds ``p8-w<N>``),
+    side by side from one run; the ratio is the last against the first."""
+    counts = [kind.removeprefix("p8-w") for kind in kinds]
+    rows: dict[tuple[str, str, str], dict[str, Sample]] = {}
+    for s in samples:
+        rows.setdefault((s.scenario, s.case, s.metric), {})[s.kind] = s
+    out = [
+        f"{WORKERS}: p8 with workers = {' and '.join(counts)}, side by side",
+        "",
+        f"- date: {date}; p8 commit {info['p8']}; {info['nproc']} CPUs, {info['cpu']}",
+        f"- command: `{command}` (scale {scale}, {elapsed / 60:.1f} min)",
+        f"- load average (1 min) before/after: {load_before:.2f} / {load_after:.2f}",
+        "- pinning: " + ("with N workers the server tree runs on CPUs 0 to N-1; load "
+                         "generators, nginx and wrk stay on CPU 1, so from 2 workers on they "
+                         "share it with the server" if pinned else "none"),
+        "",
+        (f"Each value is the median of {repeat} runs, the configurations taking turns. "
+         if repeat > 1 else "") +
+        f"ratio = workers = {counts[-1]} against workers = {counts[0]} (> 1: better). "
+        "load CPU = share of one core used by the load generators, nginx and wrk; "
+        "server CPU = share of one core used by p8's whole process tree (supervisor, "
+        "workers), so above 100 % with several workers.",
+        "",
+        "| scenario | case | metric | " + " | ".join(f"workers = {c}" for c in counts)
+        + " | ratio | load CPU | server CPU |",
+        "|---|---|---|" + "---:|" * len(counts) + "---:|---|---|",
+    ]
+    for (scenario, case, metric), by_kind in rows.items():
+        cells = [by_kind.get(kind) for kind in kinds]
+        some = next(c for c in cells if c is not None)
+        first, last = cells[0], cells[-1]
+        ratio = ""
+        if first and last and first.value and last.value and some.better:
+            r = (last.value / first.value if some.better == "higher"
+                 else first.value / last.value)
+            ratio = f"{r:.2f}x"
+        out.append(f"| {scenario} | {case} | {metric} | "
+                   + " | ".join(_cell(c, some.unit) for c in cells) + f" | {ratio} | "
+                   + " / ".join(_util(c) for c in cells) + " | "
+                   + " / ".join(_server_util(c) for c in cells) + " |")
+    notes = [f"- {s.scenario} {s.metric}, {s.kind}: {s.note}" for s in samples if s.note]
+    if notes:
+        out += ["", *notes]
+    return "\n".join(out) + "\n"
+
+
+def with_section(text: str, heading: str, section: str) -> str:
+    """``text`` with the section that starts with ``heading`` replaced by ``section`` (or
+    ``section`` appended): up to the next heading of the same level, or the end."""
+    start = text.find(heading)
+    if start < 0:
+        return text.rstrip("\n") + "\n\n" + section if text.strip() else section
+    end = text.find("\n## ", start + len(heading))
+    rest = text[end + 1:] if end >= 0 else ""
+    return text[:start] + section + ("\n" + rest if rest else "")
+
+
 def dump_json(samples: Sequence[Sample], path: Path, meta: dict[str, object]) -> None:
     data = {"meta": meta,
             "samples": [{**asdict(s), "valid": s.valid} for s in samples]}

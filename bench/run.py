@@ -81,11 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep configs and logs")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="record p8 with py-spy during each measurement (into DIR)")
+    parser.add_argument("--workers", metavar="N,M", type=_counts,
+                        help="compare p8 with these [server] workers instead of Pushpin; "
+                             "writes the section '## Workers' of the results file")
     args = parser.parse_args(argv)
 
     scale = args.scale or ("quick" if args.quick else "full")
     kinds = ["p8"] if args.no_pushpin or not harness.pushpin_available() else ["pushpin",
                                                                                 "p8"]
+    if args.workers:
+        kinds = [f"p8-w{n}" for n in args.workers]
     out = args.out or (HERE / "RESULTS.md" if scale == "full" else None)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -98,24 +103,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         scale=scale, scenarios=args.scenario or NAMES, kinds=kinds, pin=not args.no_pin,
         repeat=max(1, args.repeat), keep=args.keep, profile=args.profile)
     elapsed = time.monotonic() - started
-    if "pushpin" not in kinds:
+    if "pushpin" not in kinds and not args.workers:
         notes.insert(0, "- Pushpin not run" + (" (not installed)" if not args.no_pushpin
                                                 else " (--no-pushpin)"))
-    text = report.render(report.aggregate(samples), date=date, command=command.strip(),
-                         info=info, elapsed=elapsed, load_before=load_before,
-                         load_after=harness.load_average(), scale=scale, pinned=pinned,
-                         notes=notes, repeat=max(1, args.repeat))
+    measured = {"date": date, "command": command.strip(), "info": info, "elapsed": elapsed,
+                "load_before": load_before, "load_after": harness.load_average(),
+                "scale": scale, "pinned": pinned, "repeat": max(1, args.repeat)}
+    if args.workers:
+        text = report.render_workers(report.aggregate(samples), kinds, **measured)
+        text += "".join(f"{note}\n" for note in notes)
+    else:
+        text = report.render(report.aggregate(samples), notes=notes, **measured)
     print(text)
     if out is not None:
         previous = out.read_text() if out.exists() else ""
-        if ANALYSIS in previous:  # the hand-written analysis survives a re-run
+        if args.workers:  # a section of its own; the rest of the file stays
+            text = report.with_section(previous, report.WORKERS, text)
+        elif ANALYSIS in previous:  # the hand-written analysis (and after) survives
             text += "\n" + previous[previous.index(ANALYSIS):]
         out.write_text(text)
-        report.dump_json(samples, out.with_suffix(".json"),
+        raw = out.with_name(out.stem + "-workers.json") if args.workers else out.with_suffix(
+            ".json")
+        report.dump_json(samples, raw,
                          {"date": date, "command": command, "scale": scale,
                           "elapsed_s": elapsed})
         print(f"written to {out}")
     return 1 if failed else 0
+
+
+def _counts(text: str) -> list[int]:
+    """``"1,2"`` → ``[1, 2]``: worker counts, each at least 1."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if len(counts) < 2 or min(counts) < 1:
+        raise argparse.ArgumentTypeError("give two or more counts, each at least 1")
+    return counts
 
 
 if __name__ == "__main__":

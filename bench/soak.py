@@ -43,6 +43,7 @@ from .aio import (
     post,
     stamp,
 )
+from .report import with_section
 
 HERE = Path(__file__).resolve().parent
 SECTION = "## Soak"
@@ -360,12 +361,7 @@ def render(plan: Plan, samples: Sequence[Sample], final: Sample, tally: Tally,
 
 def record(text: str, out: Path) -> None:
     """Put ``text`` as the ``## Soak`` section of ``out`` (replacing an earlier one)."""
-    previous = out.read_text() if out.exists() else ""
-    if SECTION in previous:
-        head, _, tail = previous.partition(SECTION)
-        after = tail.find("\n## ")
-        previous = head.rstrip() + ("\n" + tail[after:] if after >= 0 else "")
-    out.write_text(previous.rstrip() + "\n\n" + text if previous.strip() else text)
+    out.write_text(with_section(out.read_text() if out.exists() else "", SECTION, text))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

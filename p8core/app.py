@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import httpx
@@ -37,12 +38,43 @@ from .server.publish_auth import PublishAuth, load_verifier
 from .transport import ClientTransport
 
 if TYPE_CHECKING:
+    from .server.connection import HttpConnection
     from .server.proxying import Proxy
     from .server.timers import TimerWheel
 
-log = structlog.get_logger().bind(component="app")
+log = structlog.get_logger(component="app")
 
 FIRST_SUBSCRIPTION_DELAY = 1.0
+
+
+class Role(enum.Enum):
+    """The part of p8 one process plays: all of it, or one side of ``[server] workers``."""
+
+    SINGLE = "single"
+    SUPERVISOR = "supervisor"
+    """The control API, the publish inputs and the workers; no client listeners."""
+    WORKER = "worker"
+    """Client listeners and held connections; publishes arrive from the supervisor."""
+
+    @property
+    def serves_clients(self) -> bool:
+        return self is not Role.SUPERVISOR
+
+    @property
+    def takes_publishes(self) -> bool:
+        return self is not Role.WORKER
+
+
+class Forwarder(Protocol):
+    """Where a supervisor's accepted publishes go instead of its own hub: its workers."""
+
+    def forward(self, items: Sequence[PublishItem]) -> None:
+        """Pass items on, in order, each to every worker that listens to its channel."""
+        ...
+
+    def recover(self) -> None:
+        """Run the recover command in every worker."""
+        ...
 
 
 class App:
@@ -68,6 +100,7 @@ class App:
         self.config_path: Path | None = None
         """The file the config came from (what a reload reads); None for none."""
         self.hub = Hub()
+        self.role = Role.SINGLE
         self.router: Router
         self.signer: Signer | None
         self.verifier: Verifier | None
@@ -82,6 +115,14 @@ class App:
                      if pubsub.message_rate else None)
         self._rate_wakeup: anyio.Event | None = None
         self.held: set[HeldExchange] = set()
+        self.clients: set[HttpConnection] = set()
+        """Open client connections (the server adds and removes them)."""
+        self.forwarder: Forwarder | None = None
+        self.on_sighup: list[Callable[[], None]] = []
+        """Called on each SIGHUP once this process has reloaded (a supervisor passes the
+        signal on to its workers)."""
+        self.control_views: dict[str, Callable[[], object]] = {}
+        """Read-only JSON answers of the control API by path (``GET /workers``)."""
         self.clock: Callable[[], float] = time.monotonic
         self.spawn: Callable[..., Any] = _not_running
         self._http_client: httpx.AsyncClient | None = None
@@ -140,7 +181,8 @@ class App:
         self.signer, self.verifier, self.publish_auth = signer, verifier, publish_auth
         self._route_signers = {k: v for k, v in route_signers.items() if v is not None}
         pubsub = config.pubsub
-        self.hub.id_cache_ttl = pubsub.id_cache_ttl
+        # A worker's supervisor drops repeated ids, once for all its workers.
+        self.hub.id_cache_ttl = 0 if self.role is Role.WORKER else pubsub.id_cache_ttl
         self.hub.message_wait = pubsub.message_wait / 1000
         self.hub.subscription_linger = pubsub.subscription_linger
 
@@ -241,13 +283,23 @@ class App:
 
     def publish(self, items: Sequence[PublishItem], *, input: str = "api",
                 received: float | None = None) -> None:
-        """Hand already-parsed items to the hub, in order, within ``message_rate``.
+        """Hand already-parsed items to the hub, in order, within ``message_rate`` (a
+        supervisor forwards them to its workers, which do).
 
         :param input: where the items came from, for metrics (``api`` when not said).
         :param received: ``time.perf_counter()`` when the publish arrived; the time until
             its fan-out is done feeds the publish latency histogram.
         :raises PublishBusy: ``message_hwm`` deliveries are waiting; nothing was published.
         """
+        if self.forwarder is not None:
+            self.forwarder.forward(items)
+        else:
+            self._deliver(items, input, received)
+        self.metrics.publishes_accepted += 1
+        self.metrics.items_published += len(items)
+
+    def _deliver(self, items: Sequence[PublishItem], input: str,
+                 received: float | None) -> None:
         now = self.clock()
         started = time.perf_counter() if received is None else received
         rate = self.rate
@@ -270,8 +322,6 @@ class App:
             self._rate_wakeup.set()
         if delivered:
             self.telemetry.publish_latency.observe(time.perf_counter() - started)
-        self.metrics.publishes_accepted += 1
-        self.metrics.items_published += len(items)
 
     async def release_delayed(self) -> None:
         """Deliver the items waiting for ``message_rate`` as it allows (run by the server)."""
@@ -301,6 +351,9 @@ class App:
 
     def recover(self) -> None:
         """Forget every channel's last id and refresh every held exchange (``/recover``)."""
+        if self.forwarder is not None:
+            self.forwarder.recover()
+            return
         self.hub.clear_last_ids()
         for exchange in list(self.held):
             exchange.update()

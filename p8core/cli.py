@@ -9,8 +9,9 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -20,7 +21,11 @@ from .app import App
 from .errors import P8Error
 from .plugins import describe_plugins, make_plugin_manager
 
-log = structlog.get_logger().bind(component="cli")
+if TYPE_CHECKING:
+    from .server.listeners import ClientSockets
+    from .server.serve import Task
+
+log = structlog.get_logger(component="cli")
 
 EXIT_USAGE = 2
 
@@ -70,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             configure_logging(args.log_level)
-            return _run(App.from_file(args.config))
+            return _run(App.from_file(args.config), args.log_level)
         if args.command == "check":
             return _check(App.from_file(args.config))
         if args.command == "plugins":
@@ -90,12 +95,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def _run(app: App) -> int:
+def _run(app: App, log_level: str = "info") -> int:
+    """Serve until SIGTERM or SIGINT: in this process, or as the supervisor of
+    ``[server] workers`` processes."""
+    if app.config.server.worker_count > 1:
+        from .server.supervisor import Supervisor
+
+        return serve_until_signalled(app, services=[Supervisor(app, log_level).run])
+    return serve_until_signalled(app)
+
+
+def serve_until_signalled(app: App, *, client_sockets: ClientSockets | None = None,
+                          services: Sequence[Task] = ()) -> int:
+    """Run ``serve`` until SIGTERM or SIGINT (SIGHUP reloads, inside ``serve``).
+
+    :raises P8Error: what stopped the server, with its message.
+    """
     from .server.serve import serve
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            await tg.start(serve, app)
+            await tg.start(partial(serve, app, client_sockets=client_sockets,
+                                   services=services))
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
                     log.info("shutting_down", signal=signal.Signals(signum).name)

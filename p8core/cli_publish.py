@@ -40,7 +40,8 @@ def add_parser(sub: Any) -> None:
     pub.add_argument("content", nargs="?", help="HTTP body and WebSocket message; "
                      "@file reads a file")
     pub.add_argument("--spec", "--url", dest="spec",
-                     help=f"GRIP URL or ZeroMQ PUSH spec (default: $GRIP_URL or {DEFAULT_SPEC})")
+                     help="GRIP URL or ZeroMQ PUSH spec; several, comma-separated, publish "
+                     f"to each instance (default: $GRIP_URL or {DEFAULT_SPEC})")
     pub.add_argument("--id", help="item id")
     pub.add_argument("--prev-id", help="previous item id")
     pub.add_argument("--sender", help="sets meta 'sender'")
@@ -61,21 +62,36 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Publish; print ``Published`` (exit 0) or ``Error: <reason>`` (exit 1)."""
-    spec = args.spec or os.environ.get("GRIP_URL") or DEFAULT_SPEC
+    """Publish to each comma-separated spec, as gripcontrol publishes to several proxies;
+    print ``Published`` (exit 0) or an ``Error: <reason>`` line per failed spec (exit 1)."""
+    specs = [spec.strip() for spec in
+             (args.spec or os.environ.get("GRIP_URL") or DEFAULT_SPEC).split(",")]
     try:
         item = build_item(args)
-        if spec.startswith(ZMQ_SCHEMES):
-            _push(spec, item)
-        elif spec.startswith(("http://", "https://")):
-            _post(spec, item, args.user)
-        else:
-            raise PublishFailed(f"unsupported spec {spec!r}: use http(s)://, tcp:// or ipc://")
     except PublishFailed as e:
         print(f"Error: {e}", file=sys.stderr)
         return 1
+    failed = 0
+    for spec in specs:
+        try:
+            _publish(spec, item, args.user)
+        except PublishFailed as e:
+            failed += 1
+            where = f"{spec.split('?', 1)[0]}: " if len(specs) > 1 else ""
+            print(f"Error: {where}{e}", file=sys.stderr)
+    if failed:
+        return 1
     print("Published")
     return 0
+
+
+def _publish(spec: str, item: dict[str, Any], user: str | None) -> None:
+    if spec.startswith(ZMQ_SCHEMES):
+        _push(spec, item)
+    elif spec.startswith(("http://", "https://")):
+        _post(spec, item, user)
+    else:
+        raise PublishFailed(f"unsupported spec {spec!r}: use http(s)://, tcp:// or ipc://")
 
 
 def build_item(args: argparse.Namespace) -> dict[str, Any]:

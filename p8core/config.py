@@ -7,6 +7,7 @@ file, the key and the reason. Defaults live in the dataclasses, so p8 runs witho
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 import types
 import typing
@@ -86,6 +87,23 @@ class ServerConfig:
     """Reload when the config file or its routes file changes (SIGHUP always reloads)."""
     reload_interval: float = 1.0
     """Seconds between two looks at the files' modification times."""
+    workers: int | str = 1
+    """Processes serving clients: a number, or ``"auto"`` for one per CPU."""
+    reuse_port: bool = True
+    """With workers: each binds its own TCP listeners with SO_REUSEPORT (where the platform
+    has it) and the kernel spreads connections; otherwise they share the supervisor's
+    listening sockets (Unix sockets are always shared)."""
+    worker_queue: int = 100_000
+    """With workers: items queued for one worker, at most; a worker further behind misses
+    the items beyond (and counts them), the others do not."""
+
+    @property
+    def worker_count(self) -> int:
+        """``workers`` as a number: ``"auto"`` is the CPUs this process may run on."""
+        if isinstance(self.workers, int):
+            return self.workers
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +319,10 @@ def build_config(raw: Mapping[str, Any], source: str, base_dir: Path,
     if server.reload_interval < MIN_RELOAD_INTERVAL:
         raise ConfigError(source, "server.reload_interval",
                           f"must be at least {MIN_RELOAD_INTERVAL} seconds")
+    if server.workers != "auto" and not (isinstance(server.workers, int) and server.workers):
+        raise ConfigError(source, "server.workers",
+                          f'expected a number of processes (1 or more) or "auto", '
+                          f"got {server.workers!r}")
     control = parse_table(ControlConfig, _table(raw, "control", source), source, "control")
     parse_address(control.listen, source, "control.listen")
     proxy = parse_table(ProxyConfig, _table(raw, "proxy", source), source, "proxy")

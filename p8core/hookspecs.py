@@ -112,7 +112,10 @@ def p8_services(app: App) -> Sequence[Service]:
 
     Called once the listeners are bound; each callable runs in the server's task group until
     shutdown cancels it. One that raises ``P8Error`` stops the server with that message.
+    With ``[server] workers``, this is called in the supervisor and in every worker:
+    ``app.role.takes_publishes`` says where publish inputs belong (the supervisor),
+    ``app.role.serves_clients`` where what serves client requests does (each worker).
 
-    :param app: the running application: hub, config, ``app.publish(...)``, metrics.
+    :param app: the running application: hub, config, ``app.publish(...)``, metrics, role.
     :returns: zero-argument async callables.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -149,6 +150,9 @@ def test_run_serves_logs_and_stops_cleanly_on_signal(
         assert held.recv(100) == b"", "open connections are closed at shutdown"
     assert '"event": "request"' in stderr and '"status": 200' in stderr
     assert '"event": "stopped"' in stderr
+    lines = stderr.splitlines()
+    assert [json.loads(line)["event"] for line in lines if '"shutting_down"' in line] == [
+        "shutting_down"], "every module logs as configured, JSON off a terminal"
 
 
 def test_publish_command(running: tuple[subprocess.Popen[str], int, int]) -> None:

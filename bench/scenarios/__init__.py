@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..harness import LOAD_CPU, SATURATED, SERVER_CPU, Route, Server, start_server
+from ..harness import LOAD_CPU, SATURATED, Route, Server, server_cpus, start_server
 
 T = TypeVar("T")
 
@@ -69,10 +69,6 @@ class Context:
     profile: Path | None = None  # record p8 with py-spy during measurements, into here
 
     @property
-    def server_cpu(self) -> int | None:
-        return SERVER_CPU if self.pin else None
-
-    @property
     def load_cpu(self) -> int | None:
         return LOAD_CPU if self.pin else None
 
@@ -87,8 +83,9 @@ class Context:
 
     @contextlib.contextmanager
     def server(self, kind: str, route: Route, name: str) -> Iterator[Server]:
-        server = start_server(kind, self.subdir(f"{name}-{kind}"), route, self.server_cpu)
-        if kind == "p8" and self.profile is not None:
+        server = start_server(kind, self.subdir(f"{name}-{kind}"), route,
+                              server_cpus(kind, self.pin))
+        if kind.startswith("p8") and self.profile is not None:
             server.profile_to = self.profile / name
         try:
             yield server

@@ -3,7 +3,8 @@
 Each publish (one item, format ``http-stream``, content ``@<ns>\\n``, POSTed to the control
 API) waits until every subscriber has it (or a timeout) before the next one, 50 ms later.
 Measures publish→delivery p50/p99/max over all Nx20 deliveries, the time to the last
-subscriber (median of the 20 publishes), and losses: deliveries that never came, counted
+subscriber (median of the 20 publishes) and the fan-out rate it implies (streams held /
+that time), and losses: deliveries that never came, counted
 against all N streams asked for (a stream that failed to open or was closed loses its
 share; the row's note says which).
 
@@ -58,7 +59,10 @@ def _one(ctx: Context, kind: str, n: int) -> list[Sample]:
     def sample(metric: str, value: float | None, unit: str, better: str) -> Sample:
         return Sample(NAME, case, metric, value, unit, better, win.load_util, win.server_util)
 
+    last = done["last_median_ms"]
+    rate = done["expected"] / publishes / (last / 1000) if last else None
     return [
+        sample("deliveries/s (streams / time to last)", rate, "/s", "higher"),
         sample("p50", done["p50_ms"], "ms", "lower"),
         sample("p99", done["p99_ms"], "ms", "lower"),
         sample("max", done["max_ms"], "ms", "lower"),

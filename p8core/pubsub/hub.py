@@ -272,15 +272,8 @@ class Hub:
         channel = item.channel
         sequenced = not item.no_seq and (channel in self._channels or channel in self._linger)
 
-        if item.id is not None and self.id_cache_ttl > 0:
-            self._expire_ids(now)
-            key = (channel, item.id)
-            if key in self._ids:
-                self.stats.duplicates_dropped += 1
-                return 0
-            expiry = now + self.id_cache_ttl
-            self._ids[key] = expiry
-            self._id_queue.append((expiry, key))
+        if self.is_duplicate(item, now):
+            return 0
 
         if not sequenced:
             return self._fan_out(item)
@@ -292,6 +285,23 @@ class Hub:
                 self._park(item, prev_id, now)
                 return 0
         return self._send(item)
+
+    def is_duplicate(self, item: PublishItem, now: float) -> bool:
+        """Whether ``item`` repeats a ``(channel, id)`` seen in the last ``id_cache_ttl``
+        seconds (counted as dropped); if not, its id is remembered. ``publish`` asks this
+        first; a supervisor asks it for all its workers.
+        """
+        if item.id is None or self.id_cache_ttl <= 0:
+            return False
+        self._expire_ids(now)
+        key = (item.channel, item.id)
+        if key in self._ids:
+            self.stats.duplicates_dropped += 1
+            return True
+        expiry = now + self.id_cache_ttl
+        self._ids[key] = expiry
+        self._id_queue.append((expiry, key))
+        return False
 
     def tick(self, now: float) -> None:
         """Do what has fallen due: deliver parked items that waited ``message_wait`` (in

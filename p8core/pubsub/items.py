@@ -81,6 +81,12 @@ class PublishItem:
     no_seq: bool = False
     size: int | None = None
 
+    def __reduce__(self) -> tuple[type[PublishItem], tuple[object, ...]]:
+        # Pickled by a supervisor for its workers: the constructor's arguments are
+        # quicker to take apart and put together than the dataclass state.
+        return PublishItem, (self.channel, self.formats, self.id, self.prev_id, self.meta,
+                             self.no_seq, self.size)
+
     @classmethod
     def from_json(
         cls,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 Headers = list[tuple[bytes, bytes]]
 
-log = structlog.get_logger().bind(component="connection")
+log = structlog.get_logger(component="connection")
 
 READ_BUFFER_MAX = 262_144
 DRAIN_MAX = 65_536

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -18,7 +19,7 @@ from .connection import ClientRequest, HttpConnection
 if TYPE_CHECKING:
     from ..app import App
 
-log = structlog.get_logger().bind(component="control")
+log = structlog.get_logger(component="control")
 
 AUTHENTICATE = b'Bearer realm="p8"'
 NOT_ACCEPTABLE = b"Not Acceptable. Supported formats are text/plain and application/json.\n"
@@ -65,6 +66,10 @@ class ControlApi:
         if observed is not None:
             self._answer(conn, *observed)
             return False
+        view = self.app.control_views.get(path)
+        if view is not None:
+            self._view(conn, req, view)
+            return False
         action = self.routes.get(path)
         if action is None:
             self._answer(conn, 404, b"Not Found\n")
@@ -103,6 +108,19 @@ class ControlApi:
         else:
             self._answer(conn, 200, f"{message}\n".encode())
         return False
+
+    def _view(self, conn: HttpConnection, req: ClientRequest,
+              view: Callable[[], object]) -> None:
+        """A read-only JSON answer (``GET /workers``), for publishers only when they must
+        authenticate."""
+        if req.method != b"GET":
+            self._answer(conn, 405, b"Method not allowed: %s.\n" % req.method,
+                         [(b"allow", b"GET")])
+            return
+        if not self._authorized(conn, req):
+            return
+        self._answer(conn, 200, json.dumps(view()).encode() + b"\n",
+                     [(b"content-type", b"application/json")])
 
     def _authorized(self, conn: HttpConnection, req: ClientRequest) -> bool:
         """Whether the request may go on; if not, it was answered ``401`` with the reason."""

@@ -16,7 +16,7 @@ import gc
 
 import structlog
 
-log = structlog.get_logger().bind(component="heap")
+log = structlog.get_logger(component="heap")
 
 
 class HeapFreezer:

@@ -36,7 +36,7 @@ from .connection import HttpConnection
 if TYPE_CHECKING:
     from ..app import App
 
-log = structlog.get_logger().bind(component="hold")
+log = structlog.get_logger(component="hold")
 
 
 class HeldExchange:

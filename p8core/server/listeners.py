@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import ssl
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,7 @@ import structlog
 from ..config import Config, parse_address
 from ..errors import ConfigError, P8Error
 
-log = structlog.get_logger().bind(component="server")
+log = structlog.get_logger(component="server")
 
 BACKLOG = 4096
 TLS_HANDSHAKE_TIMEOUT = 30.0
@@ -103,62 +105,130 @@ async def listen(loop: asyncio.AbstractEventLoop, factory: ProtocolFactory, host
 
     :raises P8Error: the address cannot be bound, naming it.
     """
+    return await loop.create_server(factory, sock=bind_tcp(host, port), backlog=BACKLOG)
+
+
+def bind_tcp(host: str, port: int, *, reuse_port: bool = False,
+             listening: bool = True) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (listening, unless ``listening`` is false).
+
+    :param reuse_port: share the port with the other sockets bound with SO_REUSEPORT (the
+        workers of one supervisor); the kernel spreads connections over those listening.
+    :raises P8Error: the address cannot be bound, naming it.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family)
     try:
-        return await loop.create_server(factory, host, port, family=family, backlog=BACKLOG,
-                                        reuse_address=True)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        if listening:
+            sock.listen(BACKLOG)
     except OSError as e:
+        sock.close()
         where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
         raise P8Error(f"cannot listen on {where}: {_reason(e)}") from None
+    return sock
+
+
+def bind_unix(path: Path, mode: int) -> socket.socket:
+    """A listening Unix socket at ``path`` (a stale socket file is replaced) with
+    permissions ``mode``.
+
+    :raises P8Error: the path cannot be bound, naming it.
+    """
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(path.stat().st_mode):
+                path.unlink()
+        sock.bind(os.fspath(path))
+        path.chmod(mode)
+        sock.listen(BACKLOG)
+    except OSError as e:
+        sock.close()
+        raise P8Error(f"cannot listen on {path}: {_reason(e)}") from None
+    return sock
+
+
+@dataclass
+class ClientSockets:
+    """Listening sockets for the client listeners, by kind. Made by
+    :func:`bind_client_sockets`, or by the supervisor of several workers for them."""
+
+    plain: list[socket.socket] = field(default_factory=list)
+    tls: list[socket.socket] = field(default_factory=list)
+    unix: list[socket.socket] = field(default_factory=list)
+
+    def close(self) -> None:
+        for sock in (*self.plain, *self.tls, *self.unix):
+            sock.close()
+
+
+def bind_client_sockets(config: Config, *, tcp: bool = True) -> ClientSockets:
+    """Listening sockets for every ``[server]`` address (only the Unix ones without
+    ``tcp``).
+
+    :raises P8Error: an address cannot be bound; what was bound is closed again.
+    """
+    server = config.server
+    made = ClientSockets()
+    try:
+        for text in server.listen if tcp else ():
+            address = parse_address(text, "", "")
+            made.plain.append(bind_tcp(address.host, address.port))
+        for text in server.tls_listen if tcp else ():
+            address = parse_address(text, "", "")
+            made.tls.append(bind_tcp(address.host, address.port))
+        for text in server.unix_listen:
+            made.unix.append(bind_unix(config.base_dir / text, server.unix_mode))
+    except BaseException:
+        made.close()
+        raise
+    return made
 
 
 async def open_client_listeners(loop: asyncio.AbstractEventLoop, config: Config,
                                 factory: Callable[[bool], asyncio.Protocol],
                                 tls: ssl.SSLContext | None,
-                                spawn: Callable[..., object]) -> Listeners:
-    """Listen on every ``[server]`` address.
+                                spawn: Callable[..., object],
+                                sockets: ClientSockets | None = None) -> Listeners:
+    """Listen on every ``[server]`` address, or on ``sockets``.
 
     :param factory: makes the protocol for a new connection; its argument says whether
         the connection is TLS.
     :param tls: the context for ``tls_listen`` (see :func:`tls_context`).
     :param spawn: starts a task in the server's task group (for TLS handshakes).
+    :param sockets: sockets made elsewhere (a worker's); their Unix socket files belong to
+        whoever made them.
     :raises P8Error: an address cannot be bound; what was opened is closed again.
     """
-    server = config.server
+    made = sockets or bind_client_sockets(config)
     opened = Listeners()
     try:
-        for text in server.listen:
-            address = parse_address(text, "", "")
-            opened.servers.append(await listen(loop, lambda: factory(False), address.host,
-                                               address.port))
+        for sock in made.plain:
+            opened.servers.append(await loop.create_server(
+                lambda: factory(False), sock=sock, backlog=BACKLOG))
             opened.ports.append(_port(opened.servers[-1]))
-        for text in server.tls_listen:
+        for sock in made.tls:
             assert tls is not None, "tls_context() makes one whenever tls_listen is set"
-            address = parse_address(text, "", "")
-            opened.servers.append(await listen(
-                loop, lambda: TlsHandshake(tls, lambda: factory(True), spawn), address.host,
-                address.port))
+            opened.servers.append(await loop.create_server(
+                lambda: TlsHandshake(tls, lambda: factory(True), spawn), sock=sock,
+                backlog=BACKLOG))
             opened.tls_ports.append(_port(opened.servers[-1]))
-        for text in server.unix_listen:
-            path = config.base_dir / text
-            opened.servers.append(await _listen_unix(loop, lambda: factory(False), path,
-                                                     server.unix_mode))
-            opened.unix_paths.append(path)
+        for sock in made.unix:
+            opened.servers.append(await loop.create_unix_server(
+                lambda: factory(False), sock=sock, backlog=BACKLOG))
+            if sockets is None:
+                opened.unix_paths.append(Path(sock.getsockname()))
     except BaseException:
         opened.close()
+        made.close()
         raise
     return opened
-
-
-async def _listen_unix(loop: asyncio.AbstractEventLoop, factory: ProtocolFactory, path: Path,
-                       mode: int) -> asyncio.Server:
-    """Listen on a Unix socket (a stale socket file is replaced) with permissions ``mode``."""
-    try:
-        server = await loop.create_unix_server(factory, os.fspath(path), backlog=BACKLOG)
-    except OSError as e:
-        raise P8Error(f"cannot listen on {path}: {_reason(e)}") from None
-    path.chmod(mode)
-    return server
 
 
 def _reason(error: OSError) -> str:

@@ -32,7 +32,7 @@ from .held import HeldExchange
 if TYPE_CHECKING:
     from ..app import App
 
-log = structlog.get_logger().bind(component="proxy")
+log = structlog.get_logger(component="proxy")
 
 Headers = tuple[tuple[bytes, bytes], ...]
 

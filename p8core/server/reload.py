@@ -26,16 +26,17 @@ from ..errors import P8Error
 if TYPE_CHECKING:
     from ..app import App
 
-log = structlog.get_logger().bind(component="reload")
+log = structlog.get_logger(component="reload")
 
 Stamp = tuple[int, int, int] | None
 
-
 RESTART_KEYS = (("server", "listen"), ("server", "tls_listen"), ("server", "tls_cert"),
                 ("server", "tls_key"), ("server", "unix_listen"), ("server", "unix_mode"),
+                ("server", "workers"), ("server", "reuse_port"), ("server", "worker_queue"),
                 ("control", "listen"), ("pubsub", "message_rate"),
                 ("pubsub", "message_hwm"))
-"""Keys set up once at start (the listeners, the publish rate bucket)."""
+"""Keys set up once at start: the listeners, the worker processes and their sockets, the
+publish rate bucket."""
 
 
 def restart_keys(old: Config, new: Config) -> list[str]:
@@ -98,6 +99,8 @@ class Reloader:
             async for _ in signals:
                 self._stamps = self._look()
                 self.reload("SIGHUP")
+                for passed_on in self.app.on_sighup:
+                    passed_on()
 
     async def _watch(self) -> None:
         """Look at the files' modification times every ``reload_interval`` seconds (read

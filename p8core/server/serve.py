@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import cast
+from typing import Any, cast
 
 import anyio
 import structlog
@@ -16,14 +16,16 @@ from ..app import App
 from .connection import ClientRequest, HttpConnection
 from .control import ControlApi
 from .heap import HeapFreezer
-from .listeners import Listeners, listen, open_client_listeners
+from .listeners import ClientSockets, Listeners, listen, open_client_listeners
 from .proxying import Proxy
 from .reload import Reloader
 from .timers import TimerWheel
 
-log = structlog.get_logger().bind(component="server")
+log = structlog.get_logger(component="server")
 
 TICK_SECONDS = 1.0
+
+Task = Callable[[], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +53,25 @@ class Refuse(asyncio.Protocol):
         transport.close()
 
 
-async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_IGNORED,
-                ) -> None:
+async def serve(app: App, *, client_sockets: ClientSockets | None = None,
+                services: Sequence[Task] = (),
+                task_status: TaskStatus[Bound] = anyio.TASK_STATUS_IGNORED) -> None:
     """Run p8 until cancelled: client and control listeners, the hub's ticker, and every
     plugin service. On cancellation, stop listening, end held responses cleanly and close.
+
+    ``app.role`` picks the listeners: a supervisor opens no client listener, a worker no
+    control API.
+
+    :param client_sockets: listening sockets for the clients, used instead of binding
+        ``[server]``'s addresses (a worker's, shared with the other workers).
+    :param services: async callables run beside the plugins' (the supervisor's workers, a
+        worker's link to its supervisor).
     """
     loop = asyncio.get_running_loop()
     cfg = app.config
     app.proxy, app.timers = Proxy(app), TimerWheel()
-    control = ControlApi(app)
-    clients: set[HttpConnection] = set()
+    control = ControlApi(app) if app.role.takes_publishes else None
+    clients = app.clients
     listeners = Listeners()
     telemetry = app.telemetry
 
@@ -90,6 +101,7 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
         return conn
 
     def control_factory() -> asyncio.Protocol:
+        assert control is not None, "only a process that takes publishes listens for them"
         return HttpConnection(control.handle, app.spawn,
                               max_header_size=app.config.control.max_headers,
                               on_close=_ignore, metrics=app.metrics, head_too_large=400)
@@ -97,11 +109,13 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
     async with anyio.create_task_group() as tg:
         app.spawn = partial(_spawn_guarded, tg)
         try:
-            listeners = await open_client_listeners(loop, cfg, client_factory, app.tls,
-                                                    tg.start_soon)
-            caddr = cfg.control.address
-            listeners.servers.append(await listen(loop, control_factory, caddr.host,
-                                                  caddr.port))
+            if app.role.serves_clients:
+                listeners = await open_client_listeners(loop, cfg, client_factory, app.tls,
+                                                        tg.start_soon, client_sockets)
+            if control is not None:
+                caddr = cfg.control.address
+                listeners.servers.append(await listen(loop, control_factory, caddr.host,
+                                                      caddr.port))
             tg.start_soon(_tick, app, clients)
             tg.start_soon(app.proxy.run_updates)
             if app.config_path is not None:
@@ -110,7 +124,9 @@ async def serve(app: App, *, task_status: TaskStatus[Bound] = anyio.TASK_STATUS_
             for offered in app.pm.hook.p8_services(app=app):
                 for service in offered:
                     tg.start_soon(service)
-            control_port = listeners.servers[-1].sockets[0].getsockname()[1]
+            for service in services:
+                tg.start_soon(service)
+            control_port = listeners.servers[-1].sockets[0].getsockname()[1] if control else 0
             bound = Bound(client=tuple(listeners.ports), control=control_port,
                           tls=tuple(listeners.tls_ports))
             log.info("listening", client=list(cfg.server.listen), ports=list(bound.client),

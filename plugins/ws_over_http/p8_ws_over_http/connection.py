@@ -64,7 +64,7 @@ from .settings import WsSettings
 if TYPE_CHECKING:
     from p8core.app import App
 
-log = structlog.get_logger().bind(component="ws_over_http")
+log = structlog.get_logger(component="ws_over_http")
 
 FORMAT: Final = "ws-message"
 FRAME_SIZE: Final = 16_384

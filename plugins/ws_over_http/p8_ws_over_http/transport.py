@@ -52,7 +52,7 @@ from .settings import WsSettings
 if TYPE_CHECKING:
     from p8core.app import App
 
-log = structlog.get_logger().bind(component="ws_over_http")
+log = structlog.get_logger(component="ws_over_http")
 
 REJECT_BODY_MAX: Final = 100_000
 RECEIVE_SIZE: Final = 65_536

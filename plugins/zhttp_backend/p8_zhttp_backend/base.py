@@ -24,7 +24,7 @@ from p8core.connector import target_scheme
 from .settings import ZhttpSettings
 from .targets import instance_address, zmq_spec
 
-log = structlog.get_logger().bind(component="zhttp_backend")
+log = structlog.get_logger(component="zhttp_backend")
 
 Socket = zmq.asyncio.Socket
 Frames = list[bytes]

@@ -26,4 +26,6 @@ def p8_register_connectors() -> list[type[Connector]]:
 
 @hookimpl
 def p8_services(app: App) -> list[Callable[[], Awaitable[None]]]:
+    if not app.role.serves_clients:
+        return []  # a supervisor proxies nothing
     return [partial(serve_targets, app)]

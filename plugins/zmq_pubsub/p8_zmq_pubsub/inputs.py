@@ -18,7 +18,7 @@ from .payload import decode_payload
 from .settings import ZmqSettings
 from .sockets import bind
 
-log = structlog.get_logger().bind(component="zmq_pubsub")
+log = structlog.get_logger(component="zmq_pubsub")
 
 
 class ZmqInputs:

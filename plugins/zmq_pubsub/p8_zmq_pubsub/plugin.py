@@ -27,6 +27,8 @@ def p8_register_commands(config: Config) -> list[Command]:
 
 @hookimpl
 def p8_services(app: App) -> list[Callable[[], Awaitable[None]]]:
+    if not app.role.takes_publishes:
+        return []  # a worker: its supervisor takes the publishes and answers commands
     settings: ZmqSettings = app.config.plugins.section("zmq_pubsub")
     services: list[Callable[[], Awaitable[None]]] = [ZmqInputs(app, settings).run]
     if settings.command:
