@@ -174,6 +174,9 @@ def run_worker(plan: WorkerPlan, inherited: ClientSockets, lifeline: socket.sock
     from ..cli import EXIT_USAGE, configure_logging, serve_until_signalled
 
     os.setsid()  # a terminal's Ctrl-C reaches the supervisor, which stops the workers
+    # A SIGHUP passed on while this worker starts has nothing to reload yet (it reads the
+    # config as it is); the reloader takes SIGHUP over once it runs.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     configure_logging(plan.log_level)
     structlog.contextvars.bind_contextvars(worker=plan.index)
     try:
