@@ -83,27 +83,26 @@ class Instance:
 
 @contextmanager
 def p8_with_workers(tmp_path: Path, server: str = "") -> Iterator[Instance]:
-    """Run p8 with two workers and only the http_stream plugin; stop it at the end."""
-    port, control = free_port(), free_port()
+    """Run p8 with two workers and only the http_stream plugin, on ports the system picks
+    (read from its log); stop it at the end."""
     config = tmp_path / "p8.toml"
-    config.write_text(f'[server]\nlisten = ["127.0.0.1:{port}"]\nworkers = 2\n{server}\n'
-                      f'[control]\nlisten = "127.0.0.1:{control}"\n'
+    config.write_text(f'[server]\nlisten = ["127.0.0.1:0"]\nworkers = 2\n{server}\n'
+                      '[control]\nlisten = "127.0.0.1:0"\n'
                       '[plugins]\nenabled = ["http_stream"]\n')
     log = tmp_path / "p8.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([*P8, "run", "--config", str(config)], stderr=out,
                                 stdout=subprocess.DEVNULL)
-    p8 = Instance(proc, port, control, log)
+    p8 = Instance(proc, 0, 0, log)
     try:
         deadline = time.monotonic() + WAIT
-        while True:
-            try:
-                p8.wait_workers(lambda ws: all(w["ready"] for w in ws), "workers ready")
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)
+        while not (p8.events("workers_starting") and p8.events("listening")):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        p8.port = p8.events("workers_starting")[0]["ports"][0]
+        p8.control = next(e for e in p8.events("listening") if "worker" not in e)["control"]
+        p8.wait_workers(lambda ws: all(w["ready"] for w in ws), "workers ready")
         yield p8
     finally:
         if proc.poll() is None:
@@ -418,13 +417,13 @@ async def test_shared_listening_sockets_without_reuse_port(
 
 async def test_tls_and_unix_listeners_serve_through_the_workers(tmp_path: Path) -> None:
     cert, key = self_signed_cert(tmp_path)
-    tls_port = free_port()
-    server = (f'tls_listen = ["127.0.0.1:{tls_port}"]\ntls_cert = "{cert}"\n'
+    server = (f'tls_listen = ["127.0.0.1:0"]\ntls_cert = "{cert}"\n'
               f'tls_key = "{key}"\nunix_listen = ["p8.sock"]\n')
     sock = tmp_path / "p8.sock"
     trust = ssl.create_default_context(cafile=cert)
     hello = "Hello from the Pushpin test handler!\n"
     with p8_with_workers(tmp_path, server) as p8:
+        tls_port = p8.events("workers_starting")[0]["tls_ports"][0]
         async with httpx.AsyncClient(verify=trust) as https:
             for _ in range(8):
                 assert (await https.get(f"https://127.0.0.1:{tls_port}/")).text == hello

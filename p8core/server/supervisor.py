@@ -115,6 +115,10 @@ class SharedListeners:
     def ports(self) -> list[int]:
         return [s.getsockname()[1] for s in (*self.reserved.plain, *self.inherited.plain)]
 
+    @property
+    def tls_ports(self) -> list[int]:
+        return [s.getsockname()[1] for s in (*self.reserved.tls, *self.inherited.tls)]
+
     def close(self) -> None:
         """Close every socket and remove the Unix socket files."""
         for sock in self.inherited.unix:
@@ -175,7 +179,8 @@ class Supervisor:
             pull.bind(status_endpoint)
             self._bus, self._bus_sync = xpub, zmq.Socket.shadow(xpub.underlying)
             log.info("workers_starting", workers=len(self.workers), ports=listeners.ports,
-                     reuse_port=listeners.reuse_port, run_dir=str(run_dir))
+                     tls_ports=listeners.tls_ports, reuse_port=listeners.reuse_port,
+                     run_dir=str(run_dir))
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._follow_subscriptions, xpub)
                 tg.start_soon(self._collect_status, pull)
