@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint docs bench bench-quick soak clean
+.PHONY: setup run test fuzz lint docs bench bench-quick soak clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,9 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q $(ARGS)
+
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/fuzz $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check p8core plugins tests examples bench

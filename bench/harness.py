@@ -305,7 +305,7 @@ def start_p8(workdir: Path, route: Route, cpu: int | str | None, *, workers: int
 
     :param extra: TOML appended to the config (more tables, more ``[[routes]]``).
     """
-    port, control, pull, sub = (free_port() for _ in range(4))
+    port, control, pull, sub, command = (free_port() for _ in range(5))
     target = route.target if route.target == "test" else f"http://{route.target}"
     config = textwrap.dedent(f"""\
         # p8, equivalent to the Pushpin config beside it (pushpin.conf, routes)
@@ -319,6 +319,7 @@ def start_p8(workdir: Path, route: Route, cpu: int | str | None, *, workers: int
         [plugins.zmq_pubsub]
         pull = "tcp://127.0.0.1:{pull}"
         sub = ["tcp://127.0.0.1:{sub}"]
+        command = "tcp://127.0.0.1:{command}"
 
         [[routes]]
         host = "*"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .commands import Command, CommandError
 from .config import Config, ConfigSection, parse_table
 from .connector import (
     BackendWebSocket,
@@ -11,6 +12,7 @@ from .connector import (
     OriginRequest,
     OriginResponse,
     OriginTimeout,
+    RequestTooLarge,
     WebSocketConnector,
     WebSocketMessage,
 )
@@ -46,6 +48,8 @@ __all__ = [
     "CancelTimer",
     "Channel",
     "ClientTransport",
+    "Command",
+    "CommandError",
     "Config",
     "ConfigError",
     "ConfigSection",
@@ -71,6 +75,7 @@ __all__ = [
     "PublishFormat",
     "PublishItem",
     "Report",
+    "RequestTooLarge",
     "Retry",
     "SendBody",
     "SendHead",

@@ -8,20 +8,30 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import anyio
 import httpx
 import pluggy
 import structlog
 
+from .commands import Command
 from .config import Config, ConfigSection, build_config, enabled_plugins, load_raw
 from .connector import Connector, target_scheme
-from .errors import ConfigError, PublishError
+from .errors import ConfigError, PublishBusy, PublishError
 from .grip.sig import Signer, Verifier
 from .hold import HoldMode
 from .metrics import Metrics
+from .observe.telemetry import Telemetry
 from .plugins import collect_named, make_plugin_manager
 from .proxy.routes import Route, Router
 from .pubsub.hub import Hub
-from .pubsub.items import PublishFormat, PublishItem, parse_publish_body
+from .pubsub.items import (
+    ParsedPublish,
+    PublishFormat,
+    PublishItem,
+    parse_items,
+    parse_publish_body,
+)
+from .pubsub.rate import DeliveryRate
 from .server.held import HeldExchange
 from .server.listeners import tls_context
 from .server.publish_auth import PublishAuth, load_verifier
@@ -84,6 +94,8 @@ class App:
         self.transports: list[ClientTransport] = list(collect_named(
             pm, "p8_register_transports", lambda t: [t.name], "transport",
             config=config).values())
+        self.commands: Mapping[str, Command] = collect_named(
+            pm, "p8_register_commands", lambda c: [c.name], "command", config=config)
         self.connectors: dict[tuple[str, Hashable], Connector] = {}
         self.config_path: Path | None = None
         """The file the config came from (what a reload reads); None for none."""
@@ -97,6 +109,11 @@ class App:
         self.reconfigure(config)
         self.tls = tls_context(config)
         self.metrics = Metrics()
+        self.telemetry = Telemetry()
+        pubsub = config.pubsub
+        self.rate = (DeliveryRate(pubsub.message_rate, pubsub.message_hwm)
+                     if pubsub.message_rate else None)
+        self._rate_wakeup: anyio.Event | None = None
         self.held: set[HeldExchange] = set()
         self.clients: set[HttpConnection] = set()
         """Open client connections (the server adds and removes them)."""
@@ -206,41 +223,120 @@ class App:
         """Parse and publish a control-API body; all items or none.
 
         :returns: the number of items published.
-        :raises PublishError: the body or an item is invalid; nothing was published.
+        :raises PublishError: the body or an item is invalid, or (``PublishBusy``) too
+            many deliveries are waiting; nothing was published.
         """
+        return self._publish_all(lambda: parse_publish_body(body, self.formats), "http",
+                                 "Invalid format: ")
+
+    def publish_items(self, raws: object, *, input: str) -> int:
+        """Validate and publish a decoded ``items`` list (see ``from_tnetstring``); all
+        items or none.
+
+        :param input: where the items came from, for metrics (``command``).
+        :returns: the number of items published.
+        :raises PublishError: ``Invalid format: ...``; nothing was published.
+        """
+        return self._publish_all(lambda: parse_items(raws, self.formats), input,
+                                 "Invalid format: ")
+
+    def _publish_all(self, parse: Callable[[], ParsedPublish], input: str,
+                     prefix: str) -> int:
+        """Parse and check (counting a rejection), then publish what was parsed.
+
+        :param prefix: starts the reason of a refused channel name, as the input words it.
+        """
+        received = time.perf_counter()
         try:
-            parsed = parse_publish_body(body, self.formats)
+            parsed = parse()
+            self._check_channels(parsed.items, prefix)
         except PublishError:
             self.metrics.publishes_rejected += 1
             raise
+        self.publish(parsed.items, input=input, received=received)
         self.metrics.formats_ignored += parsed.ignored_formats
-        self.publish(parsed.items)
         return len(parsed.items)
 
-    def publish_item(self, raw: object, *, channel: str | None = None) -> None:
+    def publish_item(self, raw: object, *, channel: str | None = None,
+                     input: str = "zmq") -> None:
         """Validate and publish one decoded item (the ZeroMQ inputs' path).
 
         :param channel: overrides the item's own channel (the SUB input's first frame).
-        :raises PublishError: the item is invalid; nothing was published.
+        :param input: where the item came from, for metrics (``zmq-pull``, ``zmq-sub``).
+        :raises PublishError: the item is invalid, or (``PublishBusy``) too many
+            deliveries are waiting; nothing was published.
         """
-        try:
+        def parse() -> ParsedPublish:
             item, ignored = PublishItem.from_json(raw, self.formats, channel=channel)
-        except PublishError:
-            self.metrics.publishes_rejected += 1
-            raise
-        self.metrics.formats_ignored += ignored
-        self.publish([item])
+            return ParsedPublish((item,), ignored)
 
-    def publish(self, items: tuple[PublishItem, ...] | list[PublishItem]) -> None:
-        """Hand already-parsed items to the hub (a supervisor: to its workers), in order."""
+        self._publish_all(parse, input, "")
+
+    def _check_channels(self, items: Sequence[PublishItem], prefix: str) -> None:
+        """Refuse channel names over ``max_channel_name`` (``prefix`` starts the reason)."""
+        limit = self.config.pubsub.max_channel_name
+        for item in items:
+            if len(item.channel) > limit:
+                self.metrics.rejected_channel_name += 1
+                raise PublishError(f"{prefix}publish item object contains 'channel' longer "
+                                   f"than {limit} characters")
+
+    def publish(self, items: Sequence[PublishItem], *, input: str = "api",
+                received: float | None = None) -> None:
+        """Hand already-parsed items to the hub, in order, within ``message_rate`` (a
+        supervisor forwards them to its workers, which do).
+
+        :param input: where the items came from, for metrics (``api`` when not said).
+        :param received: ``time.perf_counter()`` when the publish arrived; the time until
+            its fan-out is done feeds the publish latency histogram.
+        :raises PublishBusy: ``message_hwm`` deliveries are waiting; nothing was published.
+        """
         if self.forwarder is not None:
             self.forwarder.forward(items)
         else:
-            now = self.clock()
-            for item in items:
-                self.hub.publish(item, now)
+            self._deliver(items, input, received)
         self.metrics.publishes_accepted += 1
         self.metrics.items_published += len(items)
+
+    def _deliver(self, items: Sequence[PublishItem], input: str,
+                 received: float | None) -> None:
+        now = self.clock()
+        started = time.perf_counter() if received is None else received
+        rate = self.rate
+        weights = [max(self.hub.receivers(item), 1) for item in items] if rate else []
+        if rate is not None and not rate.admits(sum(weights)):
+            self.metrics.rejected_publish_rate += 1
+            raise PublishBusy(f"Too many deliveries waiting: {rate.pending} "
+                              f"(message_hwm {rate.hwm}).")
+        counts = self.telemetry.publishes.counts
+        delivered = 0
+        for i, item in enumerate(items):
+            for fmt in item.formats:
+                key = (input, fmt)
+                counts[key] = counts.get(key, 0) + 1
+            if rate is None or rate.offer(item, weights[i], now):
+                delivered += self.hub.publish(item, now)
+            else:
+                self.metrics.publishes_delayed += 1
+        if rate is not None and rate.waiting and self._rate_wakeup is not None:
+            self._rate_wakeup.set()
+        if delivered:
+            self.telemetry.publish_latency.observe(time.perf_counter() - started)
+
+    async def release_delayed(self) -> None:
+        """Deliver the items waiting for ``message_rate`` as it allows (run by the server)."""
+        rate = self.rate
+        if rate is None:
+            return
+        while True:
+            self._rate_wakeup = anyio.Event()
+            if not rate.waiting:
+                await self._rate_wakeup.wait()
+            while rate.waiting:
+                await anyio.sleep(rate.interval)
+                now = self.clock()
+                for item in rate.release(now):
+                    self.hub.publish(item, now)
 
     def first_subscription(self, channel: str) -> None:
         """A channel got its first subscriber: refresh its exchanges a second later, so a

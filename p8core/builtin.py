@@ -1,10 +1,12 @@
-"""The essential plugin, always registered: HTTP(S) backends and the ``test`` target."""
+"""The essential plugin, always registered: HTTP(S) backends, the ``test`` target and
+the core's commands."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from urllib.parse import parse_qs
 
+from .commands import Command, ConnCheck, PublishCommand, Recover
 from .connector import BufferedResponse, Connector, OriginRequest, OriginResponse
 from .hookspecs import hookimpl
 from .proxy.origin import HttpConnector
@@ -49,3 +51,8 @@ def _text(status: int, body: bytes,
 @hookimpl
 def p8_register_connectors() -> list[type[Connector]]:
     return [HttpConnector, BuiltinTestConnector]
+
+
+@hookimpl
+def p8_register_commands() -> list[Command]:
+    return [Recover(), ConnCheck(), PublishCommand()]

@@ -1,25 +1,24 @@
-"""The ``p8`` command: ``run``, ``check``, ``plugins``, ``publish``. Logging is set up here."""
+"""The ``p8`` command: ``run``, ``check``, ``plugins``, ``publish``, ``stats``,
+``config-reference``, ``import-pushpin``. Logging is set
+up here."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import anyio
 import structlog
 
+from . import cli_publish, cli_stats
 from .app import App
 from .errors import P8Error
-from .grip.sig import Signer
 from .plugins import describe_plugins, make_plugin_manager
 
 if TYPE_CHECKING:
@@ -68,25 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("routes", type=Path, nargs="?",
                      help="Pushpin's routes file (default: pushpin.conf's routesfile)")
     imp.add_argument("-o", "--output", type=Path, help="TOML file to write (default: stdout)")
-    pub = sub.add_parser("publish", help="publish one item through the control API")
-    pub.add_argument("channel")
-    pub.add_argument("content", nargs="?", help="the content; @file reads a file")
-    pub.add_argument("--url", "--spec", dest="url",
-                     default=os.environ.get("GRIP_URL", "http://localhost:5561"),
-                     help="control API base URL, or a GRIP URL with ?iss=&key= to sign "
-                     "with; several, comma-separated, publish to each instance "
-                     "(default: $GRIP_URL, else http://localhost:5561)")
-    pub.add_argument("-u", "--user", help="USER:PASSWORD for Basic authentication")
-    pub.add_argument("--id")
-    pub.add_argument("--prev-id")
-    pub.add_argument("--sender", help="sets meta 'sender'")
-    pub.add_argument("-M", "--meta", action="append", default=[], help="meta K=V")
-    pub.add_argument("--code", type=int, default=200, help="http-response status code")
-    pub.add_argument("-H", "--header", action="append", default=[], help="'Name: value'")
-    action = pub.add_mutually_exclusive_group()
-    action.add_argument("--hint", action="store_true", help="send action hint")
-    action.add_argument("--close", action="store_true", help="send action close")
-    pub.add_argument("--no-eol", action="store_true", help="no newline after HTTP payloads")
+    cli_publish.add_parser(sub)
+    cli_stats.add_parser(sub)
     return parser
 
 
@@ -107,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "import-pushpin":
             return _import_pushpin(args)
-        return _publish(args)
+        if args.command == "stats":
+            return cli_stats.run(args)
+        return cli_publish.run(args)
     except P8Error as e:
         print(f"p8: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -202,85 +186,6 @@ def _import_pushpin(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"p8: not carried over: {note}", file=sys.stderr)
     return 0
-
-
-def _publish(args: argparse.Namespace) -> int:
-    if args.content is None and not (args.hint or args.close):
-        print("Error: must specify content", file=sys.stderr)
-        return 1
-    content = args.content or ""
-    if content.startswith("@"):
-        content = http_content = Path(content[1:]).read_text()
-    else:
-        http_content = content if args.no_eol else content + "\n"
-    item: dict[str, Any] = {"channel": args.channel}
-    if args.id:
-        item["id"] = args.id
-    if args.prev_id:
-        item["prev-id"] = args.prev_id
-    meta = dict(kv.split("=", 1) for kv in args.meta)
-    if args.sender:
-        meta["sender"] = args.sender
-    if meta:
-        item["meta"] = meta
-    if args.hint:
-        item["formats"] = {f: {"action": "hint"}
-                           for f in ("http-response", "http-stream", "ws-message")}
-    elif args.close:
-        item["formats"] = {"http-stream": {"action": "close"}, "ws-message": {"action": "close"}}
-    else:
-        response: dict[str, Any] = {"code": args.code, "body": http_content}
-        if args.header:
-            response["headers"] = [[p.strip() for p in h.split(":", 1)] for h in args.header]
-        item["formats"] = {"http-response": response, "http-stream": {"content": http_content},
-                           "ws-message": {"content": content}}
-    if args.user is not None and ":" not in args.user:
-        print("Error: --user must be USER:PASSWORD", file=sys.stderr)
-        return 1
-    auth = tuple(args.user.split(":", 1)) if args.user else None
-    return _publish_to_each(args.url, {"items": [item]}, auth)
-
-
-def _publish_to_each(urls: str, body: dict[str, Any], auth: Any) -> int:
-    """POST ``body`` to every comma-separated control API (or GRIP URL) in ``urls``, as
-    gripcontrol publishes to several proxies: each is tried, each failure reported."""
-    import httpx
-
-    targets = [url.strip() for url in urls.split(",") if url.strip()]
-    if not targets:
-        print("Error: --url names no control API", file=sys.stderr)
-        return 1
-    failures = 0
-    for target in targets:
-        try:
-            url, headers = _grip_url(target)
-            resp = httpx.post(url + "/publish/", json=body, headers=headers, auth=auth)
-            error = None if resp.status_code == 200 else resp.text.strip()
-        except ValueError as e:
-            error = f"key: {e}"
-        except httpx.HTTPError as e:
-            error = str(e) or type(e).__name__
-        if error is not None:
-            failures += 1
-            where = f"{target.split('?', 1)[0]}: " if len(targets) > 1 else ""
-            print(f"Error: {where}{error}", file=sys.stderr)
-    if failures:
-        return 1
-    print("Published")
-    return 0
-
-
-def _grip_url(url: str) -> tuple[str, dict[str, str]]:
-    """The control URL without query, and the credentials its ``iss``/``key`` ask for:
-    a JWT signed with the key, or the key itself without ``iss``, as gripcontrol does."""
-    parts = urlsplit(url)
-    params = parse_qs(parts.query)
-    base = urlunsplit(parts._replace(query="")).rstrip("/")
-    key, iss = params.get("key", [""])[0], params.get("iss", [""])[0]
-    if not key:
-        return base, {}
-    token = Signer(iss, key).token(time.time()) if iss else key
-    return base, {"authorization": f"Bearer {token}"}
 
 
 if __name__ == "__main__":

@@ -76,6 +76,8 @@ class ServerConfig:
     """Largest client request head, in bytes."""
     write_buffer_max: int = 1_048_576
     """Bytes a held connection may have unsent before it is closed as too slow."""
+    max_request_body: int = 1_073_741_824
+    """Largest client request body passed to a backend; a bigger one gets 413."""
     shutdown_grace: float = 3.0
     """Seconds to wait for connections to close on SIGTERM or SIGINT."""
     gc_freeze_step: int = 1000
@@ -168,6 +170,12 @@ class PubsubConfig:
     """Seconds a channel stays subscribed after its last long-poll client left."""
     connection_subscription_max: int = 20
     """Channels one held connection may subscribe to; the rest are ignored."""
+    max_channel_name: int = 1024
+    """Longest channel name, in characters, that may be published to or subscribed to."""
+    message_rate: int = 0
+    """Deliveries per second, all channels together; 0 means unlimited."""
+    message_hwm: int = 25_000
+    """Deliveries that may wait for ``message_rate``; publishes beyond them get 429."""
 
 
 @dataclass(frozen=True, slots=True)

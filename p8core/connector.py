@@ -36,6 +36,12 @@ class OriginTimeout(OriginError):
     status_hint = 504
 
 
+class RequestTooLarge(OriginError):
+    """The client's request body is larger than p8 or the connector passes on."""
+
+    status_hint = 413
+
+
 async def _no_body() -> AsyncIterator[bytes]:
     return
     yield b""  # pragma: no cover - makes this an async generator

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {10: "\\n", 13: "\\r"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped: an error's reason
+    always answers in one line, whatever the input quoted in it held."""
+    return text.translate(_CONTROL_ESCAPES)
+
 
 class P8Error(Exception):
     """Something a user can fix; shown as one line, no traceback."""
@@ -19,6 +27,12 @@ class PublishError(P8Error):
     """A publish that cannot be accepted; the control API answers ``status_hint``."""
 
     status_hint = 400
+
+
+class PublishBusy(PublishError):
+    """A valid publish refused because too many deliveries are waiting (``message_hwm``)."""
+
+    status_hint = 429
 
 
 class InstructionError(P8Error):

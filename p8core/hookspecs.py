@@ -17,6 +17,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .app import App
+    from .commands import Command
     from .config import Config, ConfigSection
     from .connector import Connector
     from .hold import HoldMode
@@ -86,6 +87,20 @@ def p8_register_transports(config: Config) -> Sequence[ClientTransport]:
 
     :param config: the loaded configuration, for plugin settings.
     :returns: ``ClientTransport`` instances; a ``name`` offered twice stops start-up.
+    """
+
+
+@hookspec
+def p8_register_commands(config: Config) -> Sequence[Command]:
+    """Offer commands, keyed by ``Command.name`` (a command socket method such as
+    ``refresh``).
+
+    Whatever serves commands (the ZeroMQ command socket) calls ``Command.run`` with the
+    running app and the call's arguments; the core offers ``recover``, ``conncheck`` and
+    ``publish``.
+
+    :param config: the loaded configuration, for plugin settings.
+    :returns: ``Command`` instances; a name offered by two plugins stops start-up.
     """
 
 

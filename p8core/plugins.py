@@ -98,6 +98,7 @@ def describe_plugins(pm: pluggy.PluginManager, config: Any) -> list[PluginInfo]:
         "p8_register_formats": lambda o: [f"format {o.name}"],
         "p8_register_connectors": lambda o: [f"scheme {s}" for s in o.schemes],
         "p8_register_transports": lambda o: [f"transport {o.name}"],
+        "p8_register_commands": lambda o: [f"command {o.name}"],
     }
     for hook, label in hooks.items():
         for impl in getattr(pm.hook, hook).get_hookimpls():

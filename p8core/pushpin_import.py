@@ -143,6 +143,18 @@ _SAME: Final[Mapping[tuple[str, str], tuple[str, str, Callable[[_Reader, str, st
     ("handler", "subscription_linger"): ("pubsub", "subscription_linger", _Reader.number),
     ("handler", "connection_subscription_max"):
         ("pubsub", "connection_subscription_max", _Reader.number),
+    ("handler", "message_rate"): ("pubsub", "message_rate", _Reader.number),
+    ("handler", "message_hwm"): ("pubsub", "message_hwm", _Reader.number),
+}
+
+# pushpin.conf keys of the ZeroMQ command and stats sockets: [plugins.zmq_pubsub] keys.
+_ZMQ_SOCKETS: Final[Mapping[tuple[str, str], tuple[str, Callable[[_Reader, str, str], Any]]]] = {
+    ("handler", "command_spec"): ("command", _Reader.get),
+    ("handler", "stats_spec"): ("stats", _Reader.get),
+    ("handler", "stats_format"): ("stats_format", _Reader.get),
+    ("global", "stats_connection_ttl"): ("stats_connection_ttl", _Reader.number),
+    ("handler", "stats_subscription_ttl"): ("stats_subscription_ttl", _Reader.number),
+    ("handler", "stats_report_interval"): ("stats_report_interval", _Reader.number),
 }
 
 # Keys with a reason why they are not carried over (noted when set).
@@ -161,16 +173,8 @@ _LEFT_OUT: Final[Mapping[tuple[str, str], str]] = {
     ("proxy", "max_open_requests"): "not supported",
     ("proxy", "workers"): "not supported",
     ("proxy", "cdn_loop"): "not supported",
-    ("global", "stats_connection_ttl"): "not supported",
-    ("handler", "stats_spec"): "not supported",
-    ("handler", "command_spec"): "not supported",
-    ("handler", "message_rate"): "not supported",
-    ("handler", "message_hwm"): "not supported",
     ("handler", "message_block_size"): "not supported",
-    ("handler", "stats_subscription_ttl"): "not supported",
-    ("handler", "stats_report_interval"): "not supported",
-    ("proxy", "stats_report_interval"): "not supported",
-    ("handler", "stats_format"): "not supported",
+    ("proxy", "stats_report_interval"): "p8 reports at [handler] stats_report_interval",
     ("handler", "share_all"): "not supported",
     ("handler", "state_spec"): "sessions are not supported",
     ("proxy", "prometheus_port"): "not supported",
@@ -222,6 +226,8 @@ def _zmq(reader: _Reader, out: Imported, plugin_tables: Collection[str]) -> None
     out.set(table, "sub", sub)
     if connect is not None:
         out.set(table, "sub_connect", connect)
+    for (section, key), (name, read) in _ZMQ_SOCKETS.items():
+        _copy(reader, out, table, name, section, key, read)
 
 
 def import_pushpin(conf: Conf, source: str, directory: PurePath, routes_text: str | None,

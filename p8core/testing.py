@@ -1,8 +1,8 @@
 """Helpers for testing p8 and its plugins over real sockets.
 
 ``run_p8`` starts p8 in-process on free ports; ``Origin`` is a tiny backend on a free port
-whose answers a test scripts; ``publish`` posts items to the control API;
-``self_signed_cert`` makes a certificate for TLS listeners.
+whose answers a test scripts; ``publish`` posts items to the control API; ``scrape`` reads
+its metrics; ``self_signed_cert`` makes a certificate for TLS listeners.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime
 import ipaddress
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import anyio
 import h11
 import httpx
 from anyio.abc import SocketStream, TaskGroup
+from prometheus_client.parser import text_string_to_metric_families
 
 from .app import App
 from .server.serve import Bound, serve
@@ -44,6 +46,13 @@ class Running:
     def tls_url(self) -> str:
         """The first ``tls_listen`` address, as an ``https://`` URL."""
         return f"https://127.0.0.1:{self.bound.tls[0]}"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a config that must name its port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def loopback_config(raw: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -74,6 +83,79 @@ async def publish(running: Running, *items: Mapping[str, Any]) -> httpx.Response
     """POST ``items`` to p8's control API and return the answer."""
     async with httpx.AsyncClient() as client:
         return await client.post(f"{running.control_url}/publish/", json={"items": items})
+
+
+class Samples:
+    """One scrape of p8's ``/metrics``; call it with a sample's name and labels."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.samples = [(s.name, s.labels, s.value)
+                        for family in text_string_to_metric_families(text)
+                        for s in family.samples]
+
+    def __call__(self, name: str, **labels: str) -> float:
+        """The value of sample ``name`` with exactly ``labels``; 0 when there is none."""
+        for found, found_labels, value in self.samples:
+            if found == name and found_labels == labels:
+                return value
+        return 0.0
+
+
+async def scrape(running: Running) -> Samples:
+    """GET the control API's ``/metrics``."""
+    async with httpx.AsyncClient() as client:
+        resp = await client.get(f"{running.control_url}/metrics")
+    resp.raise_for_status()
+    return Samples(resp.text)
+BYSTANDER_CHANNEL = "bystander"
+
+
+@dataclass
+class Bystander:
+    """A client holding a stream on channel ``bystander``, to prove that whatever a test
+    did to p8 harmed no other connection: :meth:`check` publishes and waits for it.
+
+    Needs the ``stream`` hold mode (plugin ``http_stream``) and a route to the ``test``
+    target for ``path``.
+    """
+
+    running: Running
+    stream: SocketStream
+    received: bytearray = field(default_factory=bytearray)
+    checks: int = 0
+
+    @classmethod
+    @asynccontextmanager
+    async def hold(cls, running: Running, path: str = "/stream") -> AsyncIterator[Bystander]:
+        """Open the held stream (``?channel=bystander`` is added to ``path``)."""
+        with anyio.fail_after(5):
+            stream = await anyio.connect_tcp("127.0.0.1", running.bound.port)
+        async with stream:
+            await stream.send(f"GET {path}?channel={BYSTANDER_CHANNEL} HTTP/1.1\r\n"
+                              "Host: bystander\r\n\r\n".encode())
+            bystander = cls(running, stream)
+            await bystander.expect(b"[stream opened]\n")
+            yield bystander
+
+    async def check(self) -> None:
+        """Publish to the bystander's channel; fail unless the stream receives it."""
+        self.checks += 1
+        content = f"bystander check {self.checks}\n"
+        resp = await publish(self.running, {"channel": BYSTANDER_CHANNEL,
+                                            "formats": {"http-stream": {"content": content}}})
+        assert resp.status_code == 200, resp.text
+        await self.expect(content.encode())
+
+    async def expect(self, data: bytes) -> None:
+        """Read the stream until ``data`` arrives (at most 5 s)."""
+        with anyio.fail_after(5):
+            while data not in self.received:
+                try:
+                    self.received += await self.stream.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    raise AssertionError("the bystander's stream was closed") from None
+        del self.received[:self.received.index(data) + len(data)]
 
 
 @dataclass
@@ -128,6 +210,8 @@ class Origin:
                 body = bytearray()
                 while isinstance(ev := await _next(conn, stream), h11.Data):
                     body += ev.data
+                if not isinstance(ev, h11.EndOfMessage):
+                    return
                 seen = SeenRequest(event.method, event.target, list(event.headers), bytes(body))
                 self.requests.append(seen)
                 reply = self.handler(seen)
@@ -150,11 +234,15 @@ def _bytes(value: str | bytes) -> bytes:
 
 
 async def _next(conn: h11.Connection, stream: SocketStream) -> Any:
-    while (event := conn.next_event()) is h11.NEED_DATA:
-        try:
-            conn.receive_data(await stream.receive(65536))
-        except (anyio.EndOfStream, anyio.BrokenResourceError):
-            conn.receive_data(b"")
+    """The next h11 event; a request broken off midway reads as ``ConnectionClosed``."""
+    try:
+        while (event := conn.next_event()) is h11.NEED_DATA:
+            try:
+                conn.receive_data(await stream.receive(65536))
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                conn.receive_data(b"")
+    except h11.RemoteProtocolError:
+        return h11.ConnectionClosed()
     return event
 
 

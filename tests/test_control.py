@@ -84,7 +84,8 @@ async def test_publish_method_length_size_and_paths() -> None:
         assert (get.status_code, get.text, get.headers["allow"]) == (
             405, "Method not allowed: GET.\n", "POST")
         big = await client.post("/publish/", json={"items": [ITEM] * 10})
-        assert (big.status_code, big.text) == (400, "Request body too large.\n")
+        assert (big.status_code, big.text) == (413, "Request body too large: over 100 bytes.\n")
+        assert p8.app.metrics.rejected_publish_too_large == 1
         assert (await client.get("/nope")).status_code == 404
         assert (await client.get("/nope")).text == "Not Found\n"
         chunked = await _raw(p8.bound.control, b"POST /publish/ HTTP/1.1\r\nHost: x\r\n"
@@ -95,6 +96,7 @@ async def test_publish_method_length_size_and_paths() -> None:
                           + b"a" * 20_000 + b"\r\n\r\n")
         assert huge.startswith(b"HTTP/1.1 400 ")
         assert huge.endswith(b"Request header too large.\n")
+        assert p8.app.metrics.rejected_head_too_large == 1
 
 
 async def test_recover() -> None:

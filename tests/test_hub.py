@@ -234,14 +234,34 @@ def test_listeners_fire_once_each() -> None:
     assert events == [("sub", "c"), ("unsub", "c")]
 
 
-def test_on_delivered_reports_each_item() -> None:
-    seen: list[tuple[str | None, int]] = []
-    hub = hub_with(FakeSubscriber(), FakeSubscriber())
-    hub.on_delivered.append(lambda it, n: seen.append((it.id, n)))
+def test_on_delivered_reports_each_item_and_format() -> None:
+    seen: list[tuple[str | None, str, int]] = []
+    hub = hub_with(FakeSubscriber(), FakeSubscriber(), FakeSubscriber(WS))
+    hub.on_delivered.append(lambda it, fmt, n: seen.append((it.id, fmt, n)))
     hub.publish(item("1"), 1.0)
     hub.publish(item("3", "2"), 1.0)  # parked: not reported yet
-    hub.publish(item("2", "1"), 1.0)
-    assert seen == [("1", 2), ("2", 2), ("3", 2)]
+    hub.publish(item("2", "1", formats=(STREAM, WS)), 1.0)
+    assert seen == [("1", STREAM, 2), ("2", STREAM, 2), ("2", WS, 1), ("3", STREAM, 2)]
+    assert hub.stats.delivered_by_format == {STREAM: 6, WS: 1}
+
+
+def test_on_changed_and_counts_follow_every_subscriber() -> None:
+    hub = Hub()
+    changed: list[str] = []
+    hub.on_changed.append(changed.append)
+    a, b, c = FakeSubscriber(), FakeSubscriber(), FakeSubscriber(WS)
+    for sub in (a, b, c):
+        hub.subscribe("c", sub, 0.0)
+    hub.subscribe("c", a, 0.0)  # already there: no change
+    hub.subscribe("d", a, 0.0)
+    assert changed == ["c", "c", "c", "d"]
+    assert hub.subscriber_counts("c") == {STREAM: 2, WS: 1}
+    assert hub.subscriptions_by_format() == {STREAM: 3, WS: 1}
+    hub.unsubscribe("c", c, 1.0)
+    hub.unsubscribe("c", c, 1.0)  # gone already: no change
+    assert changed[4:] == ["c"]
+    assert hub.subscriber_counts("c") == {STREAM: 2}
+    assert hub.subscriber_counts("nobody") == {}
 
 
 # ---- id cache --------------------------------------------------------------------------

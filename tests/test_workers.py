@@ -275,7 +275,7 @@ async def test_repeats_dropped_once_and_prev_id_order_kept_in_every_worker(
 
 
 async def test_control_api_answers_for_the_workers(shared: Instance) -> None:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=WAIT) as client:
         wrong = await client.post(f"{shared.control_url}/workers")
         assert (wrong.status_code, wrong.headers["allow"]) == (405, "GET")
         recover = await client.post(f"{shared.control_url}/recover")
@@ -424,11 +424,11 @@ async def test_tls_and_unix_listeners_serve_through_the_workers(tmp_path: Path) 
     hello = "Hello from the Pushpin test handler!\n"
     with p8_with_workers(tmp_path, server) as p8:
         tls_port = p8.events("workers_starting")[0]["tls_ports"][0]
-        async with httpx.AsyncClient(verify=trust) as https:
+        async with httpx.AsyncClient(verify=trust, timeout=WAIT) as https:
             for _ in range(8):
                 assert (await https.get(f"https://127.0.0.1:{tls_port}/")).text == hello
         unix = httpx.AsyncHTTPTransport(uds=str(sock))
-        async with httpx.AsyncClient(transport=unix) as client:
+        async with httpx.AsyncClient(transport=unix, timeout=WAIT) as client:
             for _ in range(8):
                 assert (await client.get("http://p8.local/")).text == hello
         served = p8.wait_workers(lambda ws: sum(w["requests"] for w in ws) == 16,

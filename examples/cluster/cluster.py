@@ -48,6 +48,7 @@ listen = "127.0.0.1:{control}"
 pull = ""                              # this example publishes through SUB only
 sub = ["{publisher}"]                  # the publisher's XPUB socket
 sub_connect = true                     # nodes connect; the publisher binds
+command = "tcp://127.0.0.1:{command}"    # each node its own command socket
 
 [[routes]]
 target = "test"                        # the built-in backend: /stream?channel=... holds
@@ -99,10 +100,11 @@ def nodes_running(count: int, workers: int, publisher: str, workdir: Path) -> It
     nodes: list[Node] = []
     try:
         for index in range(1, count + 1):
-            port, control = free_port(), free_port()
+            port, control, command = free_port(), free_port(), free_port()
             config = workdir / f"node{index}.toml"
             config.write_text(NODE_CONFIG.format(index=index, port=port, control=control,
-                                                 workers=workers, publisher=publisher))
+                                                 command=command, workers=workers,
+                                                 publisher=publisher))
             log = workdir / f"node{index}.log"
             with log.open("wb") as out:
                 proc = subprocess.Popen(

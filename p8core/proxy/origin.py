@@ -129,9 +129,13 @@ class HttpConnector(Connector):
             await _close(conn)
 
     def _request_event(self, req: OriginRequest, has_body: bool) -> h11.Request:
-        """The h11 request event: the caller's headers plus the body framing p8 chose."""
+        """The h11 request event: the caller's headers plus the body framing p8 chose,
+        and the target's ``Host`` when the client sent none (HTTP/1.0)."""
         headers = [(name, value) for name, value in req.headers
                    if name.lower() not in _FRAMING_HEADERS]
+        if not any(name.lower() == b"host" for name, _ in headers):
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            headers.insert(0, (b"Host", f"{host}:{self.port}".encode("idna")))
         if not has_body:
             if req.method in _LENGTH_REQUIRED_METHODS:
                 headers.append((b"Content-Length", b"0"))

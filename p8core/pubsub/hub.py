@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from p8core.pubsub.items import PublishItem
@@ -43,6 +43,7 @@ class HubStats:
 
     published: int = 0  # items handed to publish()
     delivered: int = 0  # (item, subscriber) deliveries
+    delivered_by_format: dict[str, int] = field(default_factory=dict)  # the same, by format
     duplicates_dropped: int = 0  # dropped by the id cache
     parked: int = 0  # held back by prev-id ordering
     parked_dropped: int = 0  # not parked: same (channel, prev-id) already parked, or too many
@@ -106,9 +107,11 @@ class Hub:
         self.on_subscribed: list[Callable[[str], None]] = []
         #: Called with a channel when it becomes unsubscribed (after any linger).
         self.on_unsubscribed: list[Callable[[str], None]] = []
-        #: Called after each item's fan-out (released parked items too) with the number
-        #: of subscribers that received it.
-        self.on_delivered: list[Callable[[PublishItem, int], None]] = []
+        #: Called with a channel each time a subscriber joins or leaves it.
+        self.on_changed: list[Callable[[str], None]] = []
+        #: Called during each item's fan-out (released parked items too), once per format
+        #: that has subscribers on the channel, with how many of them received it.
+        self.on_delivered: list[Callable[[PublishItem, str, int], None]] = []
 
         # channel -> format -> group; a channel is here only while it has a subscriber.
         self._channels: dict[str, dict[str, _Group]] = {}
@@ -147,6 +150,8 @@ class Hub:
         if sub not in group.subs:
             group.subs[sub] = None
             group.snapshot = None
+            for changed in self.on_changed:
+                changed(channel)
         if first:
             for listener in self.on_subscribed:
                 listener(channel)
@@ -172,6 +177,8 @@ class Hub:
         del group.subs[sub]
         group.snapshot = None
         self._removals += 1
+        for changed in self.on_changed:
+            changed(channel)
         if group.subs:
             return
         del groups[fmt]
@@ -192,10 +199,31 @@ class Hub:
             return 0
         return sum(len(group.subs) for group in groups.values())
 
+    def subscriber_counts(self, channel: str) -> dict[str, int]:
+        """How many subscribers ``channel`` has now, by format."""
+        groups = self._channels.get(channel, {})
+        return {fmt: len(group.subs) for fmt, group in groups.items()}
+
+    def subscriptions_by_format(self) -> dict[str, int]:
+        """(channel, subscriber) pairs over every channel, by format; O(channels)."""
+        counts: dict[str, int] = {}
+        for groups in self._channels.values():
+            for fmt, group in groups.items():
+                counts[fmt] = counts.get(fmt, 0) + len(group.subs)
+        return counts
+
     def subscribers(self, channel: str) -> list[Subscriber]:
         """The current subscribers of ``channel``, whatever their format."""
         groups = self._channels.get(channel, {})
         return [sub for group in groups.values() for sub in group.subs]
+
+    def receivers(self, item: PublishItem) -> int:
+        """How many subscribers would take ``item`` now (one of its formats each)."""
+        groups = self._channels.get(item.channel)
+        if groups is None:
+            return 0
+        return sum(len(group.subs) for fmt in item.formats
+                   if (group := groups.get(fmt)) is not None)
 
     def channels(self) -> int:
         """How many channels are subscribed, lingering ones included."""
@@ -367,6 +395,7 @@ class Hub:
         groups = self._channels.get(item.channel)
         n = 0
         if groups is not None:
+            by_format = self.stats.delivered_by_format
             for fmt in item.formats:
                 group = groups.get(fmt)
                 if group is None:
@@ -382,8 +411,10 @@ class Hub:
                         skipped += 1
                         continue
                     sub.deliver(item)
-                n += len(snapshot) - skipped
+                got = len(snapshot) - skipped
+                by_format[fmt] = by_format.get(fmt, 0) + got
+                n += got
+                for listener in self.on_delivered:
+                    listener(item, fmt, got)
         self.stats.delivered += n
-        for listener in self.on_delivered:
-            listener(item, n)
         return n

@@ -21,6 +21,7 @@ __all__ = [
     "PublishFormat",
     "PublishItem",
     "from_tnetstring",
+    "parse_items",
     "parse_publish_body",
 ]
 
@@ -247,7 +248,15 @@ def parse_publish_body(body: bytes, known: Mapping[str, PublishFormat]) -> Parse
         raise PublishError("Invalid format.")
     if "items" not in doc:
         raise PublishError("Invalid format: object does not contain 'items'")
-    vitems = doc["items"]
+    return parse_items(doc["items"], known)
+
+
+def parse_items(vitems: object, known: Mapping[str, PublishFormat]) -> ParsedPublish:
+    """Parse the ``items`` of a publish (JSON-shaped, see ``from_tnetstring``), all or
+    nothing.
+
+    :raises PublishError: ``Invalid format: <reason>``, as ``parse_publish_body``.
+    """
     if not isinstance(vitems, list):
         raise PublishError("Invalid format: object contains 'items' with wrong type")
 

@@ -17,8 +17,12 @@ from typing import TYPE_CHECKING, Any, cast
 import h11
 import structlog
 
+from ..metrics import Metrics
+from ..observe.telemetry import Traffic
+
 if TYPE_CHECKING:
     from ..proxy.crossorigin import ResponseShaper
+    from ..proxy.routes import Route
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -29,6 +33,7 @@ DRAIN_MAX = 65_536
 WRITE_HIGH_WATER = 262_144
 CHUNKED_LINE = b"\r\ntransfer-encoding: chunked\r\n"
 """How a chunked response head names its framing (lower-cased)."""
+LINGER_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +76,11 @@ def phrase(status: int) -> bytes:
 
 
 def _head_size(request: h11.Request) -> int:
-    """The size of a request head as sent, near enough (h11 keeps no count)."""
-    return len(request.target) + 16 + sum(len(n) + len(v) + 4 for n, v in request.headers)
+    """The size of a request head as sent, near enough (h11 keeps no count): exact unless
+    the client padded its header values with spaces."""
+    # "<method> <target> HTTP/1.1\r\n", "<name>: <value>\r\n" each, then "\r\n".
+    return (len(request.method) + len(request.target) + 14
+            + sum(len(n) + len(v) + 4 for n, v in request.headers))
 
 
 class ConnectionGone(Exception):
@@ -88,8 +96,18 @@ class HttpConnection(asyncio.Protocol):
 
     def __init__(self, handler: Handler, spawn: Callable[..., Any], *,
                  max_header_size: int, on_close: Callable[[HttpConnection], None],
-                 ssl: bool = False, head_too_large: int = 431) -> None:
+                 metrics: Metrics, ssl: bool = False, head_too_large: int = 431,
+                 traffic: Traffic | None = None) -> None:
         self.handler, self.spawn, self.on_close = handler, spawn, on_close
+        self.metrics = metrics
+        self.traffic = Traffic() if traffic is None else traffic
+        """Where this connection counts the bytes it reads and writes."""
+        self.id = ""
+        """Set by the server when it tracks the connection (``Telemetry.next_id``)."""
+        self.transport_name = "http"
+        """``"http"``, or the name of the client transport that claimed the connection."""
+        self.route: Route | None = None
+        """The route of the latest request, once routed."""
         self.head_too_large = head_too_large
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
         self.max_header_size = max_header_size
@@ -97,12 +115,13 @@ class HttpConnection(asyncio.Protocol):
         self.peer = ""
         self.ssl = ssl
         self.closed = False
+        self.method = b""
+        """The method of the request being served."""
         self.on_gone: Callable[[], None] | None = None
         """Called once when the client goes away while a hold owns the connection."""
         self.on_shutdown: Callable[[], None] | None = None
         """Called once when the server stops, just before it closes the connection: the
         owner of a long-lived exchange ends it cleanly (a last chunk, a close frame)."""
-        self._method = b""
         self._chunked = False
         """The response being sent is chunked: body chunks are framed here, not by h11."""
         self.shaper: ResponseShaper | None = None
@@ -110,6 +129,7 @@ class HttpConnection(asyncio.Protocol):
         each request."""
         self._buffer = bytearray()
         self._eof = False
+        self._lingering = False
         self._paused = False
         self._readable: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
@@ -124,6 +144,9 @@ class HttpConnection(asyncio.Protocol):
         self.resume_cycle()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
+        self.traffic.received += len(data)
         self._buffer += data
         if len(self._buffer) > READ_BUFFER_MAX and not self._paused and self.transport:
             self._paused = True
@@ -200,6 +223,7 @@ class HttpConnection(asyncio.Protocol):
     def write(self, data: bytes | None) -> None:
         """Queue bytes for the client without waiting."""
         if data and self.transport is not None and not self.closed:
+            self.traffic.sent += len(data)
             self.transport.write(data)
 
     async def drain(self) -> None:
@@ -217,7 +241,7 @@ class HttpConnection(asyncio.Protocol):
     @property
     def head_only(self) -> bool:
         """The request being answered is ``HEAD``: its response ends with the head."""
-        return self._method == b"HEAD"
+        return self.method == b"HEAD"
 
     def send_head(self, status: int, headers: Headers, reason: bytes = b"") -> None:
         """Write the response head; h11 chooses the framing the headers leave open."""
@@ -254,6 +278,8 @@ class HttpConnection(asyncio.Protocol):
         head = self.h11.send(h11.Response(status_code=status, headers=headers,
                                           reason=reason or phrase(status)))
         self._chunked = head is not None and CHUNKED_LINE in head.lower()
+        if head and not self.closed:
+            self.traffic.head_sent += len(head)
         self.write(head)
 
     def _send_data(self, data: bytes) -> None:
@@ -268,8 +294,31 @@ class HttpConnection(asyncio.Protocol):
             self.write(self.h11.send(h11.Data(data=data)))
 
     def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()
+        """Close after what was written; a request body still arriving is first discarded
+        (see :meth:`_linger`)."""
+        transport = self.transport
+        if transport is None or self.closed or self._lingering:
+            return
+        if self.h11.their_state is h11.SEND_BODY and not self._eof and transport.can_write_eof():
+            self._linger(transport)
+        else:
+            transport.close()
+
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """End our side but keep discarding the client's request body until it ends (or
+        ``LINGER_SECONDS`` pass): closing on unread bytes would reset the connection, and
+        the client could lose the answer (a 413, say) before reading it."""
+        try:
+            transport.write_eof()
+        except OSError:  # the client is gone already
+            transport.close()
+            return
+        self._lingering = True
+        self._buffer.clear()
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()
+        asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
@@ -290,12 +339,15 @@ class HttpConnection(asyncio.Protocol):
         try:
             while await self._ready_for_request():
                 self.shaper = None
+                self.method = b""
                 event = await self.next_event()
                 if not isinstance(event, h11.Request):
                     break
-                if _head_size(event) > self.max_header_size:
+                head_size = _head_size(event)
+                if head_size > self.max_header_size:
                     raise h11.RemoteProtocolError("request head too large", 431)
-                self._method = event.method
+                self.method = event.method
+                self.traffic.head_received += head_size
                 request = ClientRequest(event.method, event.target, list(event.headers),
                                         event.http_version, self.peer, self.ssl)
                 if not await self.handler(self, request):
@@ -336,8 +388,10 @@ class HttpConnection(asyncio.Protocol):
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         if e.error_status_hint == 431:
+            self.metrics.rejected_head_too_large += 1
             status, body = self.head_too_large, b"Request header too large.\n"
         else:
+            self.metrics.rejected_bad_request += 1
             status, body = 400, f"Bad request: {e}\n".encode()
         self.respond(status, body,
                      [(b"content-type", b"text/plain"), (b"connection", b"close")])

@@ -1,4 +1,5 @@
-"""The HTTP control API: ``POST /publish/`` and ``POST /recover`` (publishing.md §2)."""
+"""The HTTP control API: ``POST /publish/`` and ``POST /recover`` (publishing.md §2), and
+the observation endpoints (``/metrics``, ``/healthz``, ``/readyz``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from ..errors import PublishError
+from ..errors import PublishError, one_line
+from ..observe.endpoints import answer as observation
 from ..proxy.headers import request_body_length
 from .connection import ClientRequest, HttpConnection
 
@@ -60,6 +62,10 @@ class ControlApi:
         if path == "/":
             self._answer(conn, 200, b"p8 API\n")
             return False
+        observed = observation(self.app, req.method, path)
+        if observed is not None:
+            self._answer(conn, *observed)
+            return False
         view = self.app.control_views.get(path)
         if view is not None:
             self._view(conn, req, view)
@@ -82,8 +88,10 @@ class ControlApi:
         if length is None:
             self._answer(conn, 411, b"Request requires Content-Length.\n")
             return False
-        if length > self.app.config.control.max_body:
-            self._answer(conn, 400, b"Request body too large.\n")
+        max_body = self.app.config.control.max_body
+        if length > max_body:
+            self.app.metrics.rejected_publish_too_large += 1
+            self._answer(conn, 413, b"Request body too large: over %d bytes.\n" % max_body)
             return False
         body = bytearray()
         async for chunk in conn.body():
@@ -92,7 +100,7 @@ class ControlApi:
             message = action(bytes(body))
         except PublishError as e:
             log.warning("publish_rejected", reason=str(e))
-            self._answer(conn, e.status_hint, f"{e}\n".encode())
+            self._answer(conn, e.status_hint, f"{one_line(str(e))}\n".encode())
             return False
         if as_json:
             self._answer(conn, 200, json.dumps({"message": message}).encode() + b"\n",

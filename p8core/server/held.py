@@ -103,6 +103,7 @@ class HeldExchange:
         try:
             self.run(handler(*args))
         except Exception:
+            self.app.metrics.holds_failed += 1
             log.exception("hold_failed", mode=self.mode.name, peer=self.conn.peer)
             self._end()
             self.conn.abort()
@@ -175,13 +176,25 @@ class HeldExchange:
         self.conn.finish_exchange()
 
     def _subscribe(self, channels: Sequence[str]) -> None:
-        hub, now = self.app.hub, self.app.clock()
-        room = self.app.config.pubsub.connection_subscription_max - len(self.channels)
-        for channel in channels[:max(room, 0)]:
-            if channel not in self.channels:
+        """Subscribe within ``connection_subscription_max`` and ``max_channel_name``; the
+        channels refused are logged and counted."""
+        app = self.app
+        hub, now, pubsub, metrics = app.hub, app.clock(), app.config.pubsub, app.metrics
+        for channel in channels:
+            if channel in self.channels:
+                continue
+            if len(channel) > pubsub.max_channel_name:
+                metrics.rejected_channel_name += 1
+                log.warning("subscription_refused", peer=self.conn.peer,
+                            reason=f"channel name longer than {pubsub.max_channel_name}")
+            elif len(self.channels) >= pubsub.connection_subscription_max:
+                metrics.rejected_subscriptions += 1
+                log.warning("subscription_refused", peer=self.conn.peer,
+                            reason=f"over {pubsub.connection_subscription_max} channels")
+            else:
                 self.channels.append(channel)
                 if hub.subscribe(channel, self, now):
-                    self.app.first_subscription(channel)
+                    app.first_subscription(channel)
 
     def _unsubscribe(self, channels: Sequence[str]) -> None:
         hub, now, linger = self.app.hub, self.app.clock(), self.mode.linger

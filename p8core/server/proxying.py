@@ -13,8 +13,14 @@ import anyio
 import httpx
 import structlog
 
-from ..connector import OriginError, OriginRequest, OriginResponse
-from ..errors import InstructionError
+from ..connector import (
+    OriginError,
+    OriginRequest,
+    OriginResponse,
+    OriginTimeout,
+    RequestTooLarge,
+)
+from ..errors import InstructionError, one_line
 from ..grip.instructions import Instruct, is_grip_response, parse_instruct
 from ..hold import Fetch, Fetched, HeldRequest, Hold
 from ..proxy.crossorigin import CorsShaper, JsonpError, JsonpShaper, jsonp_request
@@ -38,12 +44,13 @@ UPDATE_RATE = 10.0
 
 
 class BodyRecorder:
-    """Passes a request body through while keeping its first ``limit`` bytes for retries."""
+    """Passes at most ``max_size`` bytes of a request body through, keeping its first
+    ``limit`` bytes for retries."""
 
-    __slots__ = ("consumed", "kept", "limit", "overflowed", "source")
+    __slots__ = ("consumed", "kept", "limit", "max_size", "overflowed", "source")
 
-    def __init__(self, source: AsyncIterator[bytes], limit: int) -> None:
-        self.source, self.limit = source, limit
+    def __init__(self, source: AsyncIterator[bytes], limit: int, max_size: int) -> None:
+        self.source, self.limit, self.max_size = source, limit, max_size
         self.kept = bytearray()
         self.consumed = 0
         self.overflowed = False
@@ -51,6 +58,8 @@ class BodyRecorder:
     async def chunks(self) -> AsyncIterator[bytes]:
         async for chunk in self.source:
             self.consumed += len(chunk)
+            if self.consumed > self.max_size:
+                raise body_too_large(self.max_size)
             if not self.overflowed:
                 if len(self.kept) + len(chunk) > self.limit:
                     self.overflowed = True
@@ -58,6 +67,10 @@ class BodyRecorder:
                 else:
                     self.kept += chunk
             yield chunk
+
+
+def body_too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(f"Request body too large: over {limit} bytes.")
 
 
 async def _replay(body: bytes) -> AsyncIterator[bytes]:
@@ -77,6 +90,12 @@ class Proxy:
         """Serve one client request. Returns False when a hold now owns the connection."""
         started = time.perf_counter()
         self.app.metrics.requests += 1
+        if req.method == b"CONNECT":
+            # p8 is no tunnel; a 2xx answer would switch the connection's protocol.
+            self.app.metrics.rejected_bad_request += 1
+            conn.respond(405, b"Method not allowed: CONNECT.\n")
+            self._log(req, None, 405, started)
+            return True
         route = self.app.router.match(req.host, req.path, websocket=False, ssl=req.ssl)
         if self.app.config.proxy.auto_cross_origin or (route is not None and route.aco):
             conn.shaper = CorsShaper(req.headers)
@@ -84,6 +103,7 @@ class Proxy:
             conn.respond(502, f"No route for host: {req.host}\n".encode())
             self._log(req, None, 502, started)
             return True
+        conn.route = route
         body, length = conn.body(), request_body_length(req.headers)
         if conn.shaper is not None:
             try:
@@ -97,7 +117,10 @@ class Proxy:
                 req = dataclasses.replace(req, method=call.method, target=call.target,
                                           headers=call.headers)
                 body, length = _replay(call.body), len(call.body)
-        recorder = BodyRecorder(body, self.app.config.proxy.max_grip_body)
+        max_size = self.app.config.server.max_request_body
+        if length is not None and length > max_size:
+            return self._origin_failed(conn, req, route, body_too_large(max_size), started)
+        recorder = BodyRecorder(body, self.app.config.proxy.max_grip_body, max_size)
         return await self._forward(conn, req, route, recorder.chunks(), length, recorder, (),
                                    started)
 
@@ -174,7 +197,7 @@ class Proxy:
         request = hold.request
         req = ClientRequest(request.method, request.target, list(request.headers),
                             b"1.1", request.peer, request.ssl)
-        recorder = BodyRecorder(_replay(request.body), len(request.body))
+        recorder = BodyRecorder(_replay(request.body), len(request.body), len(request.body))
         served = False
         try:
             if await self._forward(conn, req, hold.route, recorder.chunks(),
@@ -205,11 +228,7 @@ class Proxy:
         try:
             resp = await self._send(route, outbound, recorder)
         except OriginError as e:
-            status = e.status_hint
-            conn.respond(status, self._error_body(route, str(e), status))
-            log.warning("origin_failed", route=route.route_id, reason=str(e), status=status)
-            self._log(req, route, status, started)
-            return True
+            return self._origin_failed(conn, req, route, e, started)
         app.metrics.requests_proxied += 1
         try:
             if grip and not trusted and is_grip_response(resp.headers):
@@ -224,7 +243,11 @@ class Proxy:
         timeout = self.app.config.proxy.backend_timeout
         for i, target in enumerate(route.targets):
             try:
-                return await self.app.connector(target, route).request(outbound, timeout=timeout)
+                with self.app.telemetry.origin_call("proxy", target) as call:
+                    resp = await self.app.connector(target, route).request(outbound,
+                                                                           timeout=timeout)
+                    call.status = resp.status
+                return resp
             except OriginError:
                 if i + 1 == len(route.targets) or (recorder and recorder.consumed):
                     raise
@@ -253,7 +276,11 @@ class Proxy:
                 conn.send_data(chunk)
                 sent += len(chunk)
                 await conn.drain()
+        except ConnectionGone:
+            self.app.metrics.clients_gone_mid_response += 1
+            raise
         except OriginError as e:
+            self.app.metrics.origin_broke_off += 1
             log.warning("origin_broke_off", route=route.route_id, reason=str(e))
             conn.abort()
             self._log(req, route, resp.status, started, sent)
@@ -266,7 +293,10 @@ class Proxy:
                     resp: OriginResponse, recorder: BodyRecorder, started: float) -> bool:
         """Read the instruction and answer, or start the hold it asks for."""
         limit = self.app.config.proxy.max_grip_body
-        body = await resp.read(limit)
+        try:
+            body = await resp.read(limit)
+        except OriginError as e:
+            return self._origin_failed(conn, req, route, e, started)
         if body is None:
             return self._fail(conn, req, route, started, 502,
                               f"GRIP instruct response too large from {route.targets[0]}")
@@ -284,6 +314,9 @@ class Proxy:
             return self._fail(conn, req, route, started, 502,
                               f"Failed to parse accept instructions: {e}")
         if instruct.hold is None and instruct.next_link is None:
+            if not 200 <= instruct.status <= 999:
+                return self._fail(conn, req, route, started, 502,
+                                  f"Invalid Grip-Status code {instruct.status}.")
             conn.respond(instruct.status, instruct.body, list(instruct.headers), instruct.reason)
             self._log(req, route, instruct.status, started, len(instruct.body))
             return True
@@ -303,12 +336,30 @@ class Proxy:
         last_ids = {c.name: hub.last_id(c.name) for c in instruct.channels}
         exchange = HeldExchange(self.app, conn, mode(Hold(instruct, request, route, last_ids)))
         self.app.metrics.holds_started += 1
+        self.app.metrics.rejected_subscriptions += instruct.dropped_channels
         self._log(req, route, instruct.status, started, hold=name)
         exchange.start([c.name for c in instruct.channels])
         return False
 
+    def _origin_failed(self, conn: HttpConnection, req: ClientRequest, route: Route,
+                       e: OriginError, started: float) -> bool:
+        """Answer a request its backend did not serve: ``e``'s status and one line."""
+        metrics = self.app.metrics
+        if isinstance(e, RequestTooLarge):
+            metrics.rejected_body_too_large += 1
+        elif isinstance(e, OriginTimeout):
+            metrics.origin_timeouts += 1
+        else:
+            metrics.origin_failures += 1
+        status = e.status_hint
+        conn.respond(status, self._error_body(route, str(e), status))
+        log.warning("origin_failed", route=route.route_id, reason=str(e), status=status)
+        self._log(req, route, status, started)
+        return True
+
     def _fail(self, conn: HttpConnection, req: ClientRequest, route: Route, started: float,
               status: int, reason: str) -> bool:
+        self.app.metrics.origin_failures += 1
         log.warning("grip_failed", route=route.route_id, reason=reason)
         conn.respond(status, self._error_body(route, reason, status))
         self._log(req, route, status, started)
@@ -318,7 +369,7 @@ class Proxy:
         """The reason of a client error (``4xx``); of a backend or GRIP failure only on a
         ``debug`` route (or with ``[proxy] debug``), else a fixed line."""
         if status < 500 or route.debug or self.app.config.proxy.debug:
-            return f"{reason}\n".encode()
+            return f"{one_line(reason)}\n".encode()
         return ERROR_BODY
 
     def _log(self, req: ClientRequest, route: Route | None, status: int, started: float,

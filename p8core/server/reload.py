@@ -2,7 +2,7 @@
 ``[server] reload_watch`` is on, read the config again and switch to it without dropping a
 connection.
 
-Routes and every limit, timeout and key in ``[server]``, ``[control]``, ``[proxy]`` and
+Routes and every other limit, timeout and key in ``[server]``, ``[control]``, ``[proxy]`` and
 ``[pubsub]`` take effect for what comes next; held connections stay, on the route they
 started on. Listen addresses and ``[plugins]`` were set up at start: a change to them is
 logged as a warning naming the key and waits for a restart, while the rest is applied. A
@@ -30,19 +30,19 @@ log = structlog.get_logger(component="reload")
 
 Stamp = tuple[int, int, int] | None
 
-WORKER_KEYS = ("workers", "reuse_port", "worker_queue")
-"""``[server]`` keys the worker processes and their sockets were made with."""
+RESTART_KEYS = (("server", "listen"), ("server", "tls_listen"), ("server", "tls_cert"),
+                ("server", "tls_key"), ("server", "unix_listen"), ("server", "unix_mode"),
+                ("server", "workers"), ("server", "reuse_port"), ("server", "worker_queue"),
+                ("control", "listen"), ("pubsub", "message_rate"),
+                ("pubsub", "message_hwm"))
+"""Keys set up once at start: the listeners, the worker processes and their sockets, the
+publish rate bucket."""
 
 
 def restart_keys(old: Config, new: Config) -> list[str]:
     """The keys whose change needs a restart, as ``section.key`` names."""
-    changed = []
-    if old.server.listen != new.server.listen:
-        changed.append("server.listen")
-    changed += [f"server.{key}" for key in WORKER_KEYS
-                if getattr(old.server, key) != getattr(new.server, key)]
-    if old.control.listen != new.control.listen:
-        changed.append("control.listen")
+    changed = [f"{section}.{key}" for section, key in RESTART_KEYS
+               if getattr(getattr(old, section), key) != getattr(getattr(new, section), key)]
     if old.plugins.enabled != new.plugins.enabled:
         changed.append("plugins.enabled")
     changed += [f"plugins.{name}" for name in sorted(old.plugins.sections)
@@ -51,12 +51,13 @@ def restart_keys(old: Config, new: Config) -> list[str]:
 
 
 def keep_restart_keys(old: Config, new: Config) -> Config:
-    """``new`` with the listen addresses and plugin settings of ``old``."""
-    kept = {key: getattr(old.server, key) for key in WORKER_KEYS}
-    return dataclasses.replace(
-        new, server=dataclasses.replace(new.server, listen=old.server.listen, **kept),
-        control=dataclasses.replace(new.control, listen=old.control.listen),
-        plugins=old.plugins)
+    """``new`` with the start-up keys and plugin settings of ``old``."""
+    kept: dict[str, dict[str, object]] = {}
+    for section, key in RESTART_KEYS:
+        kept.setdefault(section, {})[key] = getattr(getattr(old, section), key)
+    sections = {name: dataclasses.replace(getattr(new, name), **values)
+                for name, values in kept.items()}
+    return dataclasses.replace(new, plugins=old.plugins, **sections)
 
 
 class Reloader:

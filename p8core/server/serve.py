@@ -73,29 +73,38 @@ async def serve(app: App, *, client_sockets: ClientSockets | None = None,
     control = ControlApi(app) if app.role.takes_publishes else None
     clients = app.clients
     listeners = Listeners()
+    telemetry = app.telemetry
 
     async def client_handler(conn: HttpConnection, req: ClientRequest) -> bool:
         for transport in app.transports:
             if transport.claims(req):
+                conn.transport_name = transport.name
                 return await transport.serve(app, conn, req)
         return await app.proxy.handle(conn, req)
+
+    def client_closed(conn: HttpConnection) -> None:
+        clients.discard(conn)
+        telemetry.closed(conn)
 
     def client_factory(tls: bool) -> asyncio.Protocol:
         if len(clients) >= app.config.server.max_connections:
             app.metrics.connections_refused += 1
             return Refuse()
-        conn = HttpConnection(client_handler, tg.start_soon,
+        conn = HttpConnection(client_handler, app.spawn,
                               max_header_size=app.config.server.client_buffer_size,
-                              on_close=clients.discard, ssl=tls)
+                              on_close=client_closed, metrics=app.metrics, ssl=tls,
+                              traffic=telemetry.traffic)
         clients.add(conn)
+        conn.id = telemetry.next_id()
+        telemetry.opened(conn)
         app.metrics.connections += 1
         return conn
 
     def control_factory() -> asyncio.Protocol:
         assert control is not None, "only a process that takes publishes listens for them"
-        return HttpConnection(control.handle, tg.start_soon,
+        return HttpConnection(control.handle, app.spawn,
                               max_header_size=app.config.control.max_headers,
-                              on_close=_ignore, head_too_large=400)
+                              on_close=_ignore, metrics=app.metrics, head_too_large=400)
 
     async with anyio.create_task_group() as tg:
         app.spawn = partial(_spawn_guarded, tg)
@@ -111,6 +120,7 @@ async def serve(app: App, *, client_sockets: ClientSockets | None = None,
             tg.start_soon(app.proxy.run_updates)
             if app.config_path is not None:
                 tg.start_soon(Reloader(app, app.config_path).run)
+            tg.start_soon(app.release_delayed)
             for offered in app.pm.hook.p8_services(app=app):
                 for service in offered:
                     tg.start_soon(service)
@@ -123,8 +133,13 @@ async def serve(app: App, *, client_sockets: ClientSockets | None = None,
                      tls=list(cfg.server.tls_listen), tls_ports=list(bound.tls),
                      unix=[str(p) for p in listeners.unix_paths], control=bound.control)
             task_status.started(bound)
+            # One turn of the loop: each service runs up to its first wait, having bound
+            # its sockets (or failed, which stops the server).
+            await anyio.sleep(0)
+            telemetry.ready = True
             await anyio.sleep_forever()
         finally:
+            telemetry.ready = False
             with anyio.CancelScope(shield=True):
                 await _shutdown(app, listeners, clients)
 

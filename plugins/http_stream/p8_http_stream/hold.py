@@ -54,6 +54,7 @@ __all__ = ["FORMAT", "StreamHold", "configured"]
 
 FORMAT: Final = "http-stream"
 _DEFAULTS: Final = StreamSettings()
+_TEXT: Final = ((b"content-type", b"text/plain"),)
 
 
 class _Subscription:
@@ -112,6 +113,13 @@ class StreamHold(HoldMode):
 
     def start(self) -> Sequence[Action]:
         instruct = self.hold.instruct
+        if not 200 <= instruct.status <= 999:
+            # Grip-Status may name a code (0-199) an HTTP/1.1 server cannot send.
+            self.ended = True
+            reason = f"Invalid Grip-Status code {instruct.status}."
+            body = f"{reason}\n".encode()
+            return [Report(reason), SendHead(502, _TEXT, b"Bad Gateway", len(body)),
+                    SendBody(body), Finish()]
         out: list[Action] = [SendHead(instruct.status, instruct.headers, instruct.reason)]
         out += self._write_response(instruct)
         if self.ended:

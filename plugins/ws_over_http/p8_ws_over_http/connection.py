@@ -41,6 +41,8 @@ from .control import grip_extension
 from .format import WsMessage
 from .handshake import Handshake, negotiate, switching_headers
 from .session import (
+    CHANNEL_REFUSED,
+    SUBSCRIPTION_REFUSED,
     Accept,
     Action,
     ArmTimer,
@@ -118,6 +120,7 @@ class ClientConnection(ABC):
         self.session = Session(SessionSettings(
             grip=self.grip, channel_prefix=route.prefix, implicit_channels=route.sub,
             max_subscriptions=app.config.pubsub.connection_subscription_max,
+            max_channel_name=app.config.pubsub.max_channel_name,
             one_event=route.one_event, max_batch=settings.max_batch,
             retries=settings.retries, retry_delay=settings.retry_delay,
             jitter=settings.jitter, keep_alive_min=settings.keep_alive_min,
@@ -171,6 +174,7 @@ class ClientConnection(ABC):
                             else bytes(event.data))
                     size += len(data)
                     if size > self.settings.max_message:
+                        self.app.metrics.rejected_ws_message_too_large += 1
                         self._do(self.session.on_client_error(1009, "message too big"))
                         return
                     parts.append(data)
@@ -279,6 +283,10 @@ class ClientConnection(ABC):
         elif isinstance(action, DropClient):
             self.conn.abort()
         elif isinstance(action, Note):
+            if action.event == SUBSCRIPTION_REFUSED:
+                self.app.metrics.rejected_subscriptions += 1
+            elif action.event == CHANNEL_REFUSED:
+                self.app.metrics.rejected_channel_name += 1
             if action.warning:
                 self.log.warning(action.event, detail=action.detail)
             else:

@@ -3,9 +3,17 @@ publish format ``ws-message``."""
 
 from __future__ import annotations
 
-from p8core import ClientTransport, Config, ConfigSection, PublishFormat, hookimpl
+from p8core import (
+    ClientTransport,
+    Command,
+    Config,
+    ConfigSection,
+    PublishFormat,
+    hookimpl,
+)
 
 from .format import WsMessageFormat
+from .refresh import Refresh
 from .settings import parse_settings
 from .transport import WebSocketTransport
 
@@ -23,3 +31,8 @@ def p8_register_formats() -> list[PublishFormat]:
 @hookimpl
 def p8_register_transports(config: Config) -> list[ClientTransport]:
     return [WebSocketTransport(config.plugins.section("ws_over_http"))]
+
+
+@hookimpl
+def p8_register_commands() -> list[Command]:
+    return [Refresh()]

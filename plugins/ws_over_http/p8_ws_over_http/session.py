@@ -46,6 +46,8 @@ from .events import MEDIA_TYPE, EventsError, WsEvent, close_content, decode, enc
 from .format import WsMessage
 
 __all__ = [
+    "CHANNEL_REFUSED",
+    "SUBSCRIPTION_REFUSED",
     "Accept",
     "Action",
     "ArmTimer",
@@ -78,6 +80,10 @@ RETRY_TIMER: Final = "retry"
 CLIENT_KEEP_ALIVE_TIMER: Final = "ws-keep-alive"  # the keep-alive control message
 DELAYED_TIMER: Final = "delayed"
 CLOSE_TIMER: Final = "close"          # a close handshake that takes too long
+
+# Notes of refused subscriptions, counted by the shell.
+SUBSCRIPTION_REFUSED: Final = "subscription_refused"  # over max_subscriptions
+CHANNEL_REFUSED: Final = "channel_refused"            # name over max_channel_name
 
 # Response headers that never reach the client's 101 (§3.2), besides hop-by-hop ones.
 _NOT_ACCEPT_HEADERS: Final = frozenset({
@@ -119,6 +125,7 @@ class SessionSettings:
     channel_prefix: str = ""
     implicit_channels: tuple[str, ...] = ()
     max_subscriptions: int = 20
+    max_channel_name: int = 1024
     one_event: bool = False
     max_batch: int = 200_000
     retries: int = 5
@@ -821,8 +828,11 @@ class Session:
         if channel in self.channels:
             self.channels[channel] = filters
             return []
+        if len(channel) > self.settings.max_channel_name:
+            return [Note(CHANNEL_REFUSED, f"{channel[:64]}…: name longer than "
+                         f"{self.settings.max_channel_name} characters", warning=True)]
         if len(self.channels) >= self.settings.max_subscriptions:
-            return [Note("subscription_refused", f"{channel}: over the limit", warning=True)]
+            return [Note(SUBSCRIPTION_REFUSED, f"{channel}: over the limit", warning=True)]
         self.channels[channel] = filters
         return [Join(channel)]
 

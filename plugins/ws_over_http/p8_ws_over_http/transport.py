@@ -79,6 +79,7 @@ class WebSocketTransport(ClientTransport):
         if route is None:
             _respond_and_close(conn, 502, f"No route for host: {request.host}\n".encode())
             return False
+        conn.route = route
         try:
             handshake = check_handshake(request)
         except HandshakeError as e:
@@ -181,8 +182,10 @@ class WohConnection(ClientConnection):
             request = OriginRequest(b"POST", self.path, headers, _body(action.body),
                                     len(action.body), route)
             try:
-                resp = await app.connector(target, route).request(
-                    request, timeout=app.config.proxy.backend_timeout)
+                with app.telemetry.origin_call("ws-over-http", target) as call:
+                    resp = await app.connector(target, route).request(
+                        request, timeout=app.config.proxy.backend_timeout)
+                    call.status = resp.status
             except OriginTimeout as e:
                 return str(e), False
             except OriginError as e:

@@ -21,7 +21,8 @@ from pubcontrol import Item
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from p8core.testing import Reply, Running, SeenRequest, publish, run_origin, run_p8
+from p8core.commands import CommandError
+from p8core.testing import Reply, Running, SeenRequest, publish, run_origin, run_p8, scrape
 
 pytestmark = pytest.mark.anyio
 
@@ -459,12 +460,34 @@ async def test_ws_refresh_asks_the_backend_now() -> None:
             transport = p8.app.transports[0]
             assert isinstance(transport, WebSocketTransport)
             (cid,) = transport.connections
-            assert transport.refresh(cid=cid) == 1
+            refresh = p8.app.commands["refresh"]
+            assert refresh.run(p8.app, {"cid": cid.encode()}) is None
             assert await ws.recv() == "refreshed!"
-            assert transport.refresh(channel="r") == 1
+            assert refresh.run(p8.app, {"channel": "r"}) is None
             assert await ws.recv() == "refreshed!"
+            refresh.run(p8.app, {"channel": "nobody"})
+            for args, condition in (({"cid": "no-such-id"}, "item-not-found"),
+                                    ({}, "bad-request")):
+                with pytest.raises(CommandError) as info:
+                    refresh.run(p8.app, args)
+                assert info.value.condition == condition
     empty = [r.header(b"content-length") for r, _ in backend.seen if not r.body]
     assert empty == [b"0"] * 3
+
+
+async def test_ws_connections_and_backend_requests_are_measured() -> None:
+    backend = Backend()
+    async with run_origin(backend) as origin, \
+            run_p8(config(origin.target, id="chat")) as p8, connect(ws_url(p8)) as ws:
+        with anyio.fail_after(5):
+            await ws.send("hello")
+            assert await ws.recv() == "hello"
+            m = await scrape(p8)
+        assert m("p8_connections", transport="websocket", route="chat") == 1
+        assert m("p8_origin_requests_total", kind="ws-over-http", scheme="http",
+                 outcome="2xx") == 2
+        assert m("p8_origin_request_duration_seconds_count", kind="ws-over-http") == 2
+        assert m("p8_origin_requests_total", kind="proxy", scheme="http", outcome="2xx") == 0
 
 
 async def test_ws_deferred_open_and_keep_alive_requests() -> None:

@@ -16,7 +16,13 @@ import zmq
 import zmq.asyncio
 from anyio.abc import TaskGroup
 
-from p8core import BufferedResponse, OriginError, OriginRequest, OriginResponse
+from p8core import (
+    BufferedResponse,
+    OriginError,
+    OriginRequest,
+    OriginResponse,
+    RequestTooLarge,
+)
 
 from .base import Socket, ZmqConnector, log
 from .packets import (
@@ -33,12 +39,6 @@ from .targets import client_headers, mentioned_id, request_headers, request_uri
 
 MAX_BODY: Final = 1_000_000
 """The largest request body sent, and response body accepted (``max-size``), in req mode."""
-
-
-class RequestTooLarge(OriginError):
-    """A request body too large for one req-mode packet."""
-
-    status_hint = 413
 
 
 class _Waiter:

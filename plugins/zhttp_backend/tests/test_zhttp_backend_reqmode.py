@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 from p8core import ConfigError, P8Error
 from p8core.app import App
 from p8core.codec import tnetstring
-from p8core.testing import publish, run_p8
+from p8core.testing import publish, run_p8, scrape
 
 pytestmark = pytest.mark.anyio
 
@@ -180,6 +180,9 @@ async def test_zhttp_backend_req_get_and_head(ctx: zmq.asyncio.Context,
         with anyio.fail_after(5):
             got = await client.get(f"{p8.url}/")
             head = await client.head(f"{p8.url}/")
+            metrics = await scrape(p8)
+    assert metrics("p8_origin_requests_total", kind="proxy", scheme="zhttpreq+tcp",
+                   outcome="2xx") == 2, "ZHTTP requests are counted by target scheme"
     assert (got.status_code, got.content, got.reason_phrase) == (200, b"x" * 42, "OK")
     assert (head.status_code, head.headers["content-length"], head.content) == (200, "42", b"")
     assert b"body" not in handler.seen[0]
@@ -218,6 +221,9 @@ async def test_zhttp_backend_req_no_handler_is_502(free_ports: Callable[[int], i
         with anyio.fail_after(5):
             started = time.monotonic()
             resp = await client.get(p8.url)
+            metrics = await scrape(p8)
+    assert metrics("p8_origin_requests_total", kind="proxy", scheme="zhttpreq+tcp",
+                   outcome="error") == 1
     assert time.monotonic() - started >= 0.2
     assert resp.status_code == 502
     assert resp.text == f"no zhttp handler connected to {target}\n"

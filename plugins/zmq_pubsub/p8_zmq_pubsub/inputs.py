@@ -11,11 +11,12 @@ import structlog
 import zmq
 import zmq.asyncio
 
-from p8core import P8Error, PublishError
+from p8core import PublishError
 from p8core.app import App
 
 from .payload import decode_payload
 from .settings import ZmqSettings
+from .sockets import bind
 
 log = structlog.get_logger(component="zmq_pubsub")
 
@@ -34,7 +35,7 @@ class ZmqInputs:
             async with anyio.create_task_group() as tg:
                 if self.settings.pull:
                     pull = self._socket(ctx, zmq.PULL, sockets)
-                    self._bind(pull, self.settings.pull)
+                    bind(pull, self.settings.pull)
                     tg.start_soon(self._pull_loop, pull)
                 if self.settings.sub:
                     sub = self._socket(ctx, zmq.SUB, sockets)
@@ -43,7 +44,7 @@ class ZmqInputs:
                         if self.settings.sub_connect:
                             sub.connect(spec)
                         else:
-                            self._bind(sub, spec)
+                            bind(sub, spec)
                     self._follow_hub(sub)
                     tg.start_soon(self._sub_loop, sub)
                 log.info("zmq_inputs_ready", pull=self.settings.pull or None,
@@ -59,13 +60,6 @@ class ZmqInputs:
         sock.rcvhwm = self.settings.hwm
         sockets.append(sock)
         return sock
-
-    @staticmethod
-    def _bind(sock: zmq.asyncio.Socket, spec: str) -> None:
-        try:
-            sock.bind(spec)
-        except zmq.ZMQError as e:
-            raise P8Error(f"zmq_pubsub: cannot bind {spec}: {e}") from None
 
     def _follow_hub(self, sub: zmq.asyncio.Socket) -> None:
         """Subscribe ``sub`` to each channel while it has listeners in this process."""
@@ -97,7 +91,7 @@ class ZmqInputs:
             self._reject(source, str(e))
             return
         try:
-            self.app.publish_item(raw, channel=channel)
+            self.app.publish_item(raw, channel=channel, input=f"zmq-{source}")
         except PublishError as e:
             log.warning("publish_rejected", input=source, reason=str(e))
 

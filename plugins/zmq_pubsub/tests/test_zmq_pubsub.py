@@ -4,7 +4,7 @@ forwarding seen on a real XPUB, and bad messages that harm nothing."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,6 +19,8 @@ from p8core.codec.tnetstring import dumps
 from p8core.testing import Running, run_p8
 
 pytestmark = pytest.mark.anyio
+
+Endpoints = Callable[[], str]
 
 
 class Probe(PublishFormat):
@@ -62,30 +64,10 @@ class Recorder:
         return self.got.pop(0)
 
 
-def endpoint(sock: zmq.Socket[Any]) -> str:
-    port = sock.bind_to_random_port("tcp://127.0.0.1")
-    sock.unbind(f"tcp://127.0.0.1:{port}")
-    return f"tcp://127.0.0.1:{port}"
-
-
-@pytest.fixture
-def ctx() -> zmq.asyncio.Context:
-    context = zmq.asyncio.Context()
-    yield context
-    context.destroy(linger=0)
-
-
-def free_endpoint(ctx: zmq.asyncio.Context) -> str:
-    sock = ctx.socket(zmq.PULL)
-    try:
-        return endpoint(sock)
-    finally:
-        sock.close(linger=0)
-
-
 @asynccontextmanager
 async def p8_with(settings: dict[str, Any]) -> AsyncIterator[Running]:
-    async with run_p8({"plugins": {"zmq_pubsub": settings}}, plugins=[ProbePlugin()]) as p8:
+    config = {"plugins": {"zmq_pubsub": {"command": "", **settings}}}
+    async with run_p8(config, plugins=[ProbePlugin()]) as p8:
         yield p8
 
 
@@ -95,8 +77,9 @@ def subscribe(p8: Running, channel: str) -> Recorder:
     return recorder
 
 
-async def test_push_to_pull_tnetstring_json_and_bare(ctx: zmq.asyncio.Context) -> None:
-    pull = free_endpoint(ctx)
+async def test_push_to_pull_tnetstring_json_and_bare(ctx: zmq.asyncio.Context,
+                                                     free_endpoint: Endpoints) -> None:
+    pull = free_endpoint()
     async with p8_with({"pull": pull, "sub": []}) as p8:
         recorder = subscribe(p8, "c")
         push = ctx.socket(zmq.PUSH)
@@ -109,11 +92,13 @@ async def test_push_to_pull_tnetstring_json_and_bare(ctx: zmq.asyncio.Context) -
         await push.send(b"J" + json.dumps({"channel": "c", "formats": {
             "probe": {"content": "json"}}}).encode())
         assert await recorder.next() == b"json"
+        assert p8.app.telemetry.publishes.get(("zmq-pull", "probe")) == 3
         push.close(linger=0)
 
 
-async def test_malformed_messages_are_rejected_without_harm(ctx: zmq.asyncio.Context) -> None:
-    pull = free_endpoint(ctx)
+async def test_malformed_messages_are_rejected_without_harm(ctx: zmq.asyncio.Context,
+                                                            free_endpoint: Endpoints) -> None:
+    pull = free_endpoint()
     async with p8_with({"pull": pull, "sub": []}) as p8:
         recorder = subscribe(p8, "c")
         push = ctx.socket(zmq.PUSH)
@@ -131,8 +116,8 @@ async def test_malformed_messages_are_rejected_without_harm(ctx: zmq.asyncio.Con
 
 
 async def test_pub_to_bound_sub_follows_the_hub_on_a_real_xpub(
-        ctx: zmq.asyncio.Context) -> None:
-    sub = free_endpoint(ctx)
+        ctx: zmq.asyncio.Context, free_endpoint: Endpoints) -> None:
+    sub = free_endpoint()
     async with p8_with({"pull": "", "sub": [sub]}) as p8:
         xpub = ctx.socket(zmq.XPUB)
         xpub.connect(sub)
@@ -141,6 +126,7 @@ async def test_pub_to_bound_sub_follows_the_hub_on_a_real_xpub(
             assert await xpub.recv() == b"\x01news"
         await xpub.send_multipart([b"news", dumps({"probe": {"content": "x"}})])
         assert await recorder.next() == b"x"
+        assert p8.app.telemetry.publishes.get(("zmq-sub", "probe")) == 1
         await xpub.send_multipart([b"other", dumps({"probe": {"content": "no"}})])
         p8.app.hub.unsubscribe("news", recorder, p8.app.clock())
         with anyio.fail_after(5):

@@ -39,7 +39,7 @@ async def test_three_instances_one_publisher_every_client_once() -> None:
     xpub.setsockopt(zmq.XPUB_VERBOSE, 1)
     port = xpub.bind_to_random_port("tcp://127.0.0.1")
     config = {"plugins": {"zmq_pubsub": {"pull": "", "sub": [f"tcp://127.0.0.1:{port}"],
-                                         "sub_connect": True}}}
+                                         "sub_connect": True, "command": ""}}}
     try:
         async with AsyncExitStack() as stack:
             nodes = [await stack.enter_async_context(run_p8(config)) for _ in range(NODES)]

@@ -1,0 +1,2 @@
+"""Observing a running p8: telemetry (connections, traffic, latencies), Prometheus
+metrics, and the health endpoints."""
