@@ -16,7 +16,7 @@ from .settings import ZmqSettings
 from .sockets import bind
 from .zrpc import answer
 
-log = structlog.get_logger().bind(component="zmq_pubsub")
+log = structlog.get_logger(component="zmq_pubsub")
 
 
 class GetZmqUris(Command):

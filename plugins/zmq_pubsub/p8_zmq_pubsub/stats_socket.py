@@ -23,7 +23,7 @@ from .settings import ZmqSettings
 from .sockets import bind
 from .stats import StatsBook
 
-log = structlog.get_logger().bind(component="zmq_pubsub")
+log = structlog.get_logger(component="zmq_pubsub")
 
 FLUSH_SECONDS = 0.1
 

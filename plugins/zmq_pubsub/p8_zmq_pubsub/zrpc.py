@@ -17,7 +17,7 @@ from p8core.commands import CommandError, text
 if TYPE_CHECKING:
     from p8core.app import App
 
-log = structlog.get_logger().bind(component="zmq_pubsub")
+log = structlog.get_logger(component="zmq_pubsub")
 
 
 def answer(request: bytes, app: App) -> bytes:
