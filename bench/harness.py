@@ -468,18 +468,18 @@ def start_nginx(workdir: Path, cpu: int | None) -> tuple[Proc, int]:
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     proc = Proc("nginx", pinned([binary, "-c", str(conf), "-p", str(ndir)], cpu),
                 log=ndir / "nginx.log")
-    try:
-        wait_port(port, 10, proc.popen)
-    except BaseException:
-        proc.stop()
-        raise
-    return proc, port
+    return _serving(proc, port)
 
 
 def start_woh_origin(workdir: Path, cpu: int | None) -> tuple[Proc, int]:
     port = free_port()
     proc = Proc("woh-origin", pinned([PYTHON, "-m", "bench.woh_origin", "--port", str(port)],
                                      cpu), log=workdir / "woh-origin.log", cwd=ROOT)
+    return _serving(proc, port)
+
+
+def _serving(proc: Proc, port: int) -> tuple[Proc, int]:
+    """``proc`` once it listens on ``port`` (10 s at most); stopped if it never does."""
     try:
         wait_port(port, 10, proc.popen)
     except BaseException:
