@@ -74,6 +74,11 @@ class ServerConfig:
     """Client connections beyond this are answered ``503`` and closed."""
     client_buffer_size: int = 8192
     """Largest client request head, in bytes."""
+    head_timeout: float = 30.0
+    """Seconds a client may take to send a whole request head, counted from when the
+    connection opens or its previous response ends: one that began a head gets ``408``, an
+    idle keep-alive connection is closed (``0``: no limit). Also applies to the control
+    API."""
     write_buffer_max: int = 1_048_576
     """Bytes a held connection may have unsent before it is closed as too slow."""
     max_request_body: int = 1_073_741_824

@@ -36,6 +36,10 @@ class Metrics:
     """Requests that are not valid HTTP/1.x (400)."""
     rejected_head_too_large: int = 0
     """Request heads over ``client_buffer_size`` (431) or ``[control] max_headers`` (400)."""
+    rejected_head_timeout: int = 0
+    """Request heads begun and not finished within ``[server] head_timeout`` (408)."""
+    idle_connections_closed: int = 0
+    """Keep-alive connections closed after ``[server] head_timeout`` without a request."""
     rejected_body_too_large: int = 0
     """Client request bodies over ``[server] max_request_body`` or a connector's limit (413)."""
     rejected_publish_too_large: int = 0

@@ -162,3 +162,39 @@ async def test_message_rate_queues_up_to_message_hwm_then_answers_429() -> None:
         assert p8.app.metrics.rejected_publish_rate == 1
         p8.app.clock = time.monotonic
         await bystander.check()
+
+
+async def _read_until_closed(stream: Any) -> bytes:
+    """Everything the server sends until it closes the connection (within 5 s)."""
+    data = b""
+    with anyio.fail_after(5):
+        while True:
+            try:
+                data += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return data
+
+
+async def test_slow_or_idle_request_heads_are_closed_after_head_timeout() -> None:
+    raw = {"plugins": PLUGINS, "server": {"head_timeout": 0.3},
+           "routes": [BYSTANDER_ROUTE, {"target": "test"}]}
+    async with run_p8(raw) as p8, Bystander.hold(p8, "/bystander/stream") as bystander:
+        # A head trickled in, never finished: 408 with the reason, then closed.
+        async with await anyio.connect_tcp("127.0.0.1", p8.bound.port) as slow:
+            await slow.send(b"GET / HTTP/1.1\r\nHost: p8\r\n")
+            await anyio.sleep(0.1)
+            await slow.send(b"X-Slow: 1\r\n")
+            answer = await _read_until_closed(slow)
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert answer.endswith(b"Request head not received within 0.3s.\n")
+        # A keep-alive connection that served a request and then stays silent: closed
+        # without an answer.
+        async with await anyio.connect_tcp("127.0.0.1", p8.bound.port) as idle:
+            await idle.send(b"GET / HTTP/1.1\r\nHost: p8\r\n\r\n")
+            answer = await _read_until_closed(idle)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert answer.endswith(b"Hello from the Pushpin test handler!\n")
+        assert p8.app.metrics.rejected_head_timeout == 1
+        assert p8.app.metrics.idle_connections_closed == 1
+        # The bystander's stream, open far longer than the timeout, still receives.
+        await bystander.check()

@@ -50,6 +50,7 @@ COUNTERS: tuple[tuple[str, str, Callable[[App], int]], ...] = (
 DROPS: tuple[tuple[str, Callable[[App], int]], ...] = (
     ("slow_consumer", lambda app: app.metrics.slow_clients_closed),
     ("limit", lambda app: app.metrics.connections_refused),
+    ("head_timeout", lambda app: app.metrics.rejected_head_timeout),
     ("error", lambda app: app.metrics.holds_failed),
     ("duplicate", lambda app: app.hub.stats.duplicates_dropped),
     ("out_of_order", lambda app: app.hub.stats.parked_dropped),

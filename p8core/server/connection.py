@@ -91,14 +91,24 @@ Handler = Callable[["HttpConnection", ClientRequest], Awaitable[bool]]
 """Serves one request; returns False when something else (a hold) now owns the connection."""
 
 
+class HeadTimeout(Exception):
+    """The client did not send a whole request head within ``head_timeout``."""
+
+
 class HttpConnection(asyncio.Protocol):
     """A client connection speaking HTTP/1.x through h11."""
 
     def __init__(self, handler: Handler, spawn: Callable[..., Any], *,
                  max_header_size: int, on_close: Callable[[HttpConnection], None],
                  metrics: Metrics, ssl: bool = False, head_too_large: int = 431,
-                 traffic: Traffic | None = None) -> None:
+                 traffic: Traffic | None = None, head_timeout: float = 0.0) -> None:
+        """
+        :param head_timeout: seconds a client may take to send a whole request head,
+            counted from when the connection waits for it (open, or the previous response
+            done); ``0``: no limit.
+        """
         self.handler, self.spawn, self.on_close = handler, spawn, on_close
+        self.head_timeout = head_timeout
         self.metrics = metrics
         self.traffic = Traffic() if traffic is None else traffic
         """Where this connection counts the bytes it reads and writes."""
@@ -129,6 +139,7 @@ class HttpConnection(asyncio.Protocol):
         each request."""
         self._buffer = bytearray()
         self._eof = False
+        self._head_late = False
         self._lingering = False
         self._paused = False
         self._readable: asyncio.Future[None] | None = None
@@ -186,6 +197,8 @@ class HttpConnection(asyncio.Protocol):
     async def receive(self) -> bytes:
         """The bytes received so far (waiting for some); ``b""`` at end of stream."""
         while not self._buffer and not self._eof:
+            if self._head_late:
+                raise HeadTimeout()
             self._readable = asyncio.get_running_loop().create_future()
             await self._readable
             self._readable = None
@@ -204,6 +217,27 @@ class HttpConnection(asyncio.Protocol):
                 self.h11.receive_data(await self.receive())
                 continue
             return event
+
+    async def _request_head(self) -> Any:
+        """The next request's first event, within ``head_timeout`` of starting to wait.
+
+        :raises HeadTimeout: the head did not arrive whole in time.
+        """
+        event = self.h11.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        if not self.head_timeout:
+            return await self.next_event()
+        timer = asyncio.get_running_loop().call_later(self.head_timeout, self._head_expired)
+        try:
+            return await self.next_event()
+        finally:
+            timer.cancel()
+            self._head_late = False
+
+    def _head_expired(self) -> None:
+        self._head_late = True
+        self._wake_reader()
 
     async def body(self) -> AsyncIterator[bytes]:
         """Yield the current request's body as it arrives (answering ``Expect``)."""
@@ -340,7 +374,7 @@ class HttpConnection(asyncio.Protocol):
             while await self._ready_for_request():
                 self.shaper = None
                 self.method = b""
-                event = await self.next_event()
+                event = await self._request_head()
                 if not isinstance(event, h11.Request):
                     break
                 head_size = _head_size(event)
@@ -354,6 +388,8 @@ class HttpConnection(asyncio.Protocol):
                     return
         except h11.RemoteProtocolError as e:
             self._reject(e)
+        except HeadTimeout:
+            self._head_timed_out()
         except ConnectionGone:
             pass
         except Exception:
@@ -382,6 +418,16 @@ class HttpConnection(asyncio.Protocol):
             conn.start_next_cycle()
             return True
         return False
+
+    def _head_timed_out(self) -> None:
+        """Answer ``408`` to a client that began a request head and did not finish it in
+        time; one that sent nothing (an idle keep-alive connection) is just closed."""
+        if self._buffer or self.h11.trailing_data[0]:
+            self.metrics.rejected_head_timeout += 1
+            self.respond(408, b"Request head not received within %gs.\n" % self.head_timeout,
+                         [(b"content-type", b"text/plain"), (b"connection", b"close")])
+        else:
+            self.metrics.idle_connections_closed += 1
 
     def _reject(self, e: h11.RemoteProtocolError) -> None:
         """Answer a request h11 could not parse: 400, or 431 for an oversized head."""

@@ -93,7 +93,8 @@ async def serve(app: App, *, client_sockets: ClientSockets | None = None,
         conn = HttpConnection(client_handler, app.spawn,
                               max_header_size=app.config.server.client_buffer_size,
                               on_close=client_closed, metrics=app.metrics, ssl=tls,
-                              traffic=telemetry.traffic)
+                              traffic=telemetry.traffic,
+                              head_timeout=app.config.server.head_timeout)
         clients.add(conn)
         conn.id = telemetry.next_id()
         telemetry.opened(conn)
@@ -104,7 +105,8 @@ async def serve(app: App, *, client_sockets: ClientSockets | None = None,
         assert control is not None, "only a process that takes publishes listens for them"
         return HttpConnection(control.handle, app.spawn,
                               max_header_size=app.config.control.max_headers,
-                              on_close=_ignore, metrics=app.metrics, head_too_large=400)
+                              on_close=_ignore, metrics=app.metrics, head_too_large=400,
+                              head_timeout=app.config.server.head_timeout)
 
     async with anyio.create_task_group() as tg:
         app.spawn = partial(_spawn_guarded, tg)
