@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, cast
 
 import anyio
 import structlog
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from ..app import App
 from .connection import ClientRequest, HttpConnection
@@ -19,6 +18,7 @@ from .heap import HeapFreezer
 from .listeners import ClientSockets, Listeners, listen, open_client_listeners
 from .proxying import Proxy
 from .reload import Reloader
+from .tasks import BackgroundTasks
 from .timers import TimerWheel
 
 log = structlog.get_logger(component="server")
@@ -108,8 +108,9 @@ async def serve(app: App, *, client_sockets: ClientSockets | None = None,
                               on_close=_ignore, metrics=app.metrics, head_too_large=400,
                               head_timeout=app.config.server.head_timeout)
 
+    background = BackgroundTasks()
     async with anyio.create_task_group() as tg:
-        app.spawn = partial(_spawn_guarded, tg)
+        app.spawn = background.spawn
         try:
             if app.role.serves_clients:
                 listeners = await open_client_listeners(loop, cfg, client_factory, app.tls,
@@ -144,6 +145,7 @@ async def serve(app: App, *, client_sockets: ClientSockets | None = None,
             telemetry.ready = False
             with anyio.CancelScope(shield=True):
                 await _shutdown(app, listeners, clients)
+                await background.aclose()
 
 
 async def _tick(app: App, clients: set[HttpConnection]) -> None:
@@ -173,19 +175,6 @@ async def _shutdown(app: App, listeners: Listeners,
         await app.aclose()
     app.timers.close()
     log.info("stopped")
-
-
-def _spawn_guarded(tg: TaskGroup, func: Callable[..., Awaitable[object]],
-                   *args: object) -> None:
-    """Start a background task whose failure is logged instead of stopping the server."""
-
-    async def guarded() -> None:
-        try:
-            await func(*args)
-        except Exception:
-            log.exception("task_failed", task=getattr(func, "__qualname__", repr(func)))
-
-    tg.start_soon(guarded)
 
 
 def _ignore(conn: HttpConnection) -> None:
