@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import ConfigError
+from .proxy.headers import PROTO_MODES
 from .proxy.routes import Route, duplicate_condition, parse_routes_file, route_from_toml
 
 T = TypeVar("T")
@@ -157,6 +158,18 @@ class ProxyConfig:
     x_forwarded_for: tuple[str, ...] = ()
     """``"append"`` (add the client's address) and ``"truncate:N"`` (keep the last N hops),
     applied in order; empty passes the client's header unchanged."""
+    x_forwarded_for_trusted: tuple[str, ...] = ()
+    """The same rules, for trusted clients (upstream proxies whose ``Grip-Sig`` checks out
+    against ``upstream_key``)."""
+    set_x_forwarded_protocol: str = "proto-only"
+    """For a client connected over TLS, tell the backend: ``"proto-only"`` sends
+    ``X-Forwarded-Proto: https`` (``wss`` for WebSockets), ``"both"`` also the legacy
+    ``X-Forwarded-Protocol``, ``"off"`` nothing. Unless off, copies sent by the client are
+    removed."""
+    accept_x_forwarded_protocol: bool = False
+    """Believe a client's ``X-Forwarded-Proto`` (or ``-Protocol``) of ``https``/``wss``: the
+    request counts as TLS for route matching (``ssl = true``), links and the header above.
+    Only for clients that all come through a proxy you run."""
     max_grip_body: int = 100_000
     """Largest backend GRIP response body (larger: ``502``), and largest client body kept
     for retries."""
@@ -331,11 +344,16 @@ def build_config(raw: Mapping[str, Any], source: str, base_dir: Path,
     control = parse_table(ControlConfig, _table(raw, "control", source), source, "control")
     parse_address(control.listen, source, "control.listen")
     proxy = parse_table(ProxyConfig, _table(raw, "proxy", source), source, "proxy")
-    for i, rule in enumerate(proxy.x_forwarded_for):
-        kind, _, n = rule.partition(":")
-        if not (rule == "append" or (kind == "truncate" and n.isdigit())):
-            raise ConfigError(source, f"proxy.x_forwarded_for[{i}]",
-                              f"{rule!r} is neither 'append' nor 'truncate:N'")
+    for key in ("x_forwarded_for", "x_forwarded_for_trusted"):
+        for i, rule in enumerate(getattr(proxy, key)):
+            kind, _, n = rule.partition(":")
+            if not (rule == "append" or (kind == "truncate" and n.isdigit())):
+                raise ConfigError(source, f"proxy.{key}[{i}]",
+                                  f"{rule!r} is neither 'append' nor 'truncate:N'")
+    if proxy.set_x_forwarded_protocol not in PROTO_MODES:
+        raise ConfigError(source, "proxy.set_x_forwarded_protocol",
+                          f"expected one of {', '.join(map(repr, PROTO_MODES))}, "
+                          f"got {proxy.set_x_forwarded_protocol!r}")
     pubsub = parse_table(PubsubConfig, _table(raw, "pubsub", source), source, "pubsub")
     plugins = _parse_plugins(_table(raw, "plugins", source), source, sections)
     routes = _parse_routes(raw, source, base_dir, proxy.routes_file)

@@ -131,6 +131,8 @@ _SAME: Final[Mapping[tuple[str, str], tuple[str, str, Callable[[_Reader, str, st
     ("runner", "client_maxconn"): ("server", "max_connections", _Reader.number),
     ("proxy", "debug"): ("proxy", "debug", _Reader.flag),
     ("proxy", "auto_cross_origin"): ("proxy", "auto_cross_origin", _Reader.flag),
+    ("proxy", "accept_x_forwarded_protocol"):
+        ("proxy", "accept_x_forwarded_protocol", _Reader.flag),
     ("proxy", "sig_iss"): ("proxy", "sig_iss", _Reader.get),
     ("proxy", "sig_key"): ("proxy", "sig_key", _Reader.get),
     ("proxy", "upstream_key"): ("proxy", "upstream_key", _Reader.get),
@@ -161,10 +163,6 @@ _ZMQ_SOCKETS: Final[Mapping[tuple[str, str], tuple[str, Callable[[_Reader, str, 
 _LEFT_OUT: Final[Mapping[tuple[str, str], str]] = {
     ("runner", "log_level"): "choose the level with `p8 run --log-level`",
     ("runner", "logdir"): "p8 logs to standard error; let the service manager keep it",
-    ("proxy", "accept_x_forwarded_protocol"): "not supported",
-    ("proxy", "set_x_forwarded_protocol"): "not supported",
-    ("proxy", "x_forwarded_for_trusted"): "not supported; [proxy] x_forwarded_for applies "
-                                          "to every client",
     ("proxy", "orig_headers_need_mark"): "not supported",
     ("proxy", "accept_pushpin_route"): "not supported",
     ("proxy", "log_from"): "p8's request lines do not log the client address",
@@ -246,9 +244,14 @@ def import_pushpin(conf: Conf, source: str, directory: PurePath, routes_text: st
     _control(reader, out)
     for (section, key), (table, name, read) in _SAME.items():
         _copy(reader, out, table, name, section, key, read)
-    xff = reader.items("proxy", "x_forwarded_for")
-    if xff:
-        out.set("proxy", "x_forwarded_for", xff)
+    for key in ("x_forwarded_for", "x_forwarded_for_trusted"):
+        if rules := reader.items("proxy", key):
+            out.set("proxy", key, rules)
+    # Pushpin: "true" sends both headers, "proto-only" one, anything else (or no value,
+    # its code default) none; p8's default is the shipped "proto-only".
+    proto = (reader.get("proxy", "set_x_forwarded_protocol") or "").lower()
+    out.set("proxy", "set_x_forwarded_protocol",
+            {"true": "both", "proto-only": "proto-only"}.get(proto, "off"))
     _zmq(reader, out, plugin_tables)
     for section, keys in conf.items():
         for key, value in keys.items():

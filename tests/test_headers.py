@@ -52,3 +52,37 @@ def test_request_body_length() -> None:
     assert request_body_length([(b"content-length", b"12")]) == 12
     assert request_body_length([(b"transfer-encoding", b"chunked")]) is None
     assert request_body_length([]) == 0
+
+
+class _Rules:
+    """A ``[proxy]`` table's forwarding keys."""
+
+    def __init__(self, proto: str = "proto-only", accept: bool = False) -> None:
+        self.x_forwarded_for = ("append",)
+        self.x_forwarded_for_trusted = ("truncate:0", "append")
+        self.set_x_forwarded_protocol = proto
+        self.accept_x_forwarded_protocol = accept
+
+
+FORGED = [(b"x-forwarded-proto", b"https"), (b"x-forwarded-protocol", b"https")]
+
+
+def test_forwarded_proto_for_tls_clients_and_forged_copies_removed() -> None:
+    out = request_headers(FORGED, trusted=False, secure=True, forwarding=_Rules())
+    assert [h for h in out if h[0].startswith(b"x-forwarded-proto")] == [
+        (b"x-forwarded-proto", b"https")]
+    out = request_headers(FORGED, trusted=False, secure=True, websocket=True,
+                          forwarding=_Rules("both"))
+    assert out[-2:] == [(b"x-forwarded-proto", b"wss"), (b"x-forwarded-protocol", b"wss")]
+    assert not any(n.startswith(b"x-forwarded-proto")
+                   for n, _ in request_headers(FORGED, trusted=False, forwarding=_Rules()))
+    off = request_headers(FORGED, trusted=False, secure=True, forwarding=_Rules("off"))
+    assert off[:2] == FORGED, "off, and not accepted: the client's copies pass untouched"
+
+
+def test_trusted_clients_have_their_own_forwarded_for_rules() -> None:
+    headers = [(b"x-forwarded-for", b"1.1.1.1")]
+    assert (b"x-forwarded-for", b"1.1.1.1, 9.9.9.9") in request_headers(
+        headers, trusted=False, peer="9.9.9.9", forwarding=_Rules())
+    assert (b"x-forwarded-for", b"9.9.9.9") in request_headers(
+        headers, trusted=True, peer="9.9.9.9", forwarding=_Rules())

@@ -95,3 +95,40 @@ async def test_ipv6_listener() -> None:
     async with run_p8(config) as p8, httpx.AsyncClient() as client:
         resp = await client.get(f"http://[::1]:{p8.bound.port}/")
         assert resp.text == "Hello from the Pushpin test handler!\n"
+
+
+async def test_backends_learn_the_client_used_tls_and_forged_claims_are_dropped(
+        tmp_path: Path) -> None:
+    seen: list[dict[bytes, bytes]] = []
+
+    def record(req: Any) -> Reply:
+        seen.append({n: v for n, v in req.headers if n.startswith(b"x-forwarded-proto")})
+        return Reply(200, [("Content-Type", "text/plain")], b"ok\n")
+
+    config = tls_config(tmp_path)
+    trust = ssl.create_default_context(cafile=tmp_path / "cert.pem")
+    forged = {"X-Forwarded-Proto": "https"}
+    async with run_origin(record) as origin:
+        config["routes"] = [{"target": origin.target}]
+        async with run_p8(config) as p8, httpx.AsyncClient(verify=trust) as client:
+            await client.get(f"{p8.tls_url}/")
+            await client.get(f"{p8.url}/", headers=forged)
+        assert seen == [{b"x-forwarded-proto": b"https"}, {}]
+        # Behind a TLS-terminating proxy of one's own, the client's claim is believed:
+        # it selects the ssl route and is passed on.
+        config["proxy"] = {"accept_x_forwarded_protocol": True,
+                           "set_x_forwarded_protocol": "both"}
+        config["routes"] = [{"ssl": True, "target": origin.target}, {"target": "test"}]
+        async with run_p8(config) as p8, httpx.AsyncClient() as client:
+            believed = await client.get(f"{p8.url}/", headers=forged)
+            plain = await client.get(f"{p8.url}/")
+        assert believed.text == "ok\n"
+        assert plain.text == "Hello from the Pushpin test handler!\n"
+        assert seen[-1] == {b"x-forwarded-proto": b"https", b"x-forwarded-protocol": b"https"}
+
+
+def test_forwarding_config_errors_name_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"proxy\.set_x_forwarded_protocol: expected one of"):
+        App.from_raw({"proxy": {"set_x_forwarded_protocol": "yes"}}, "p8.toml")
+    with pytest.raises(ConfigError, match=r"proxy\.x_forwarded_for_trusted\[0\]: 'x' is neither"):
+        App.from_raw({"proxy": {"x_forwarded_for_trusted": ["x"]}}, "p8.toml")

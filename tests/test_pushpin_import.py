@@ -60,6 +60,9 @@ routesfile=my-routes
 debug=true
 auto_cross_origin=false
 x_forwarded_for=truncate:0,append
+x_forwarded_for_trusted=append
+set_x_forwarded_protocol=true
+accept_x_forwarded_protocol=true
 sig_iss=me
 sig_key=base64:aGk=
 accept_pushpin_route=true
@@ -109,9 +112,12 @@ def test_every_mapped_key_and_route_option_round_trips(
         "tls_cert": str(certs / "default.crt"), "tls_key": str(certs / "default.key"),
         "unix_listen": ["/run/pp/pp-server"], "max_connections": 1000}
     assert config["control"] == {"listen": "0.0.0.0:5571", "max_body": 5000}
-    assert config["proxy"] == {"debug": True, "auto_cross_origin": False, "sig_iss": "me",
+    assert config["proxy"] == {"debug": True, "auto_cross_origin": False,
+                               "accept_x_forwarded_protocol": True, "sig_iss": "me",
                                "sig_key": "base64:aGk=",
-                               "x_forwarded_for": ["truncate:0", "append"]}
+                               "x_forwarded_for": ["truncate:0", "append"],
+                               "x_forwarded_for_trusted": ["append"],
+                               "set_x_forwarded_protocol": "both"}
     assert config["pubsub"] == {"message_wait": 2000, "subscription_linger": 30}
     assert config["plugins"]["zmq_pubsub"] == {
         "pull": "tcp://127.0.0.1:5570", "sub": ["tcp://127.0.0.1:5572", "ipc:///run/pp/sub"],

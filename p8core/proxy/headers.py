@@ -6,8 +6,29 @@ Plain functions over h11-style header lists (lowercase ``bytes`` names).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 Headers = list[tuple[bytes, bytes]]
+
+PROTO_MODES = ("proto-only", "both", "off")
+"""Values of ``[proxy] set_x_forwarded_protocol``."""
+_PROTO_HEADERS = (b"x-forwarded-proto", b"x-forwarded-protocol")
+
+
+class Forwarding(Protocol):
+    """The ``[proxy]`` keys that say how a backend learns where a request came from."""
+
+    @property
+    def x_forwarded_for(self) -> tuple[str, ...]: ...
+
+    @property
+    def x_forwarded_for_trusted(self) -> tuple[str, ...]: ...
+
+    @property
+    def set_x_forwarded_protocol(self) -> str: ...
+
+    @property
+    def accept_x_forwarded_protocol(self) -> bool: ...
 
 GRIP_FEATURE = (b"status, session, link:next, filter:skip-self, filter:skip-users, "
                 b"filter:require-sub, filter:build-id, filter:var-subst")
@@ -42,18 +63,32 @@ def forwarded_for(headers: Sequence[tuple[bytes, bytes]], peer: str,
     return b", ".join(hops) if hops else None
 
 
+def says_secure(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """Whether the client's ``X-Forwarded-Proto`` or ``X-Forwarded-Protocol`` names a TLS
+    scheme (``https``, ``wss``): what ``accept_x_forwarded_protocol`` trusts."""
+    return any(n in _PROTO_HEADERS and v.strip().lower() in (b"https", b"wss")
+               for n, v in headers)
+
+
 def request_headers(headers: Sequence[tuple[bytes, bytes]], *, trusted: bool,
                     overrides: Sequence[tuple[str, str]] = (), host: bytes | None = None,
-                    peer: str = "", xff_rules: Sequence[str] = (),
+                    peer: str = "", secure: bool = False, websocket: bool = False,
+                    forwarding: Forwarding | None = None,
                     added: Sequence[tuple[bytes, bytes]] = ()) -> Headers:
     """The headers a backend receives for a client request.
 
     :param trusted: the client is a trusted upstream proxy: its ``Grip-*`` headers stay.
     :param overrides: the route's ``header`` settings; an empty value only removes.
     :param host: a replacement ``Host`` value (``as_host``).
+    :param secure: the client's connection is TLS (or says so and is believed).
+    :param websocket: the client's connection is a WebSocket (``wss``, not ``https``).
+    :param forwarding: the ``X-Forwarded-*`` rules; none passes the client's untouched.
     :param added: headers the proxy adds last (``Grip-Sig``, ``Grip-Feature``, ...).
     """
     drop = {*_REQUEST_DROP, *_connection_tokens(headers), b"x-forwarded-for"}
+    proto = forwarding.set_x_forwarded_protocol if forwarding else "off"
+    if proto != "off" or (forwarding and forwarding.accept_x_forwarded_protocol):
+        drop.update(_PROTO_HEADERS)
     drop |= {name.lower().encode() for name, _ in overrides}
     if host is not None:
         drop.add(b"host")
@@ -62,8 +97,15 @@ def request_headers(headers: Sequence[tuple[bytes, bytes]], *, trusted: bool,
     if host is not None:
         out.insert(0, (b"host", host))
     out.extend((n.lower().encode(), v.encode()) for n, v in overrides if v)
-    if (xff := forwarded_for(headers, peer, xff_rules)) is not None:
+    rules = ((forwarding.x_forwarded_for_trusted if trusted else forwarding.x_forwarded_for)
+             if forwarding else ())
+    if (xff := forwarded_for(headers, peer, rules)) is not None:
         out.append((b"x-forwarded-for", xff))
+    if secure and proto != "off":
+        scheme = b"wss" if websocket else b"https"
+        out.append((b"x-forwarded-proto", scheme))
+        if proto == "both":
+            out.append((b"x-forwarded-protocol", scheme))
     out.extend(added)
     return out
 

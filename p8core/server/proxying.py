@@ -219,8 +219,8 @@ class Proxy:
         added = [*extra, *self.grip_headers(route)] if grip and not trusted else list(extra)
         host = route.as_host.encode() if route.as_host else None
         headers = request_headers(req.headers, trusted=trusted, overrides=route.headers,
-                                  host=host, peer=req.peer,
-                                  xff_rules=app.config.proxy.x_forwarded_for, added=added)
+                                  host=host, peer=req.peer, secure=req.ssl,
+                                  forwarding=app.config.proxy, added=added)
         path, _, query = req.target.decode("latin-1").partition("?")
         target = rewrite_path(route, path) + (f"?{query}" if query else "")
         outbound = OriginRequest(req.method, target.encode("latin-1"), headers, body, length,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -12,6 +13,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from ..app import App
+from ..proxy.headers import says_secure
 from .connection import ClientRequest, HttpConnection
 from .control import ControlApi
 from .heap import HeapFreezer
@@ -76,6 +78,9 @@ async def serve(app: App, *, client_sockets: ClientSockets | None = None,
     telemetry = app.telemetry
 
     async def client_handler(conn: HttpConnection, req: ClientRequest) -> bool:
+        if (app.config.proxy.accept_x_forwarded_protocol and not req.ssl
+                and says_secure(req.headers)):
+            req = dataclasses.replace(req, ssl=True)
         for transport in app.transports:
             if transport.claims(req):
                 conn.transport_name = transport.name

@@ -92,8 +92,8 @@ def forwarded_headers(app: App, request: ClientRequest, route: Route, *, trusted
             if n not in drop and not (drop_meta and n.startswith(b"meta-"))]
     return request_headers(kept, trusted=trusted, overrides=route.headers,
                            host=route.as_host.encode() if route.as_host else None,
-                           peer=request.peer, xff_rules=app.config.proxy.x_forwarded_for,
-                           added=added)
+                           peer=request.peer, secure=request.ssl, websocket=True,
+                           forwarding=app.config.proxy, added=added)
 
 
 class ClientConnection(ABC):
