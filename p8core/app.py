@@ -121,6 +121,8 @@ class App:
         self.on_sighup: list[Callable[[], None]] = []
         """Called on each SIGHUP once this process has reloaded (a supervisor passes the
         signal on to its workers)."""
+        self.worker_metrics: Callable[[], dict[str, str]] | None = None
+        """A supervisor's: the Prometheus text each worker last reported, by worker."""
         self.control_views: dict[str, Callable[[], object]] = {}
         """Read-only JSON answers of the control API by path (``GET /workers``)."""
         self.clock: Callable[[], float] = time.monotonic
@@ -298,8 +300,17 @@ class App:
         self.metrics.publishes_accepted += 1
         self.metrics.items_published += len(items)
 
-    def _deliver(self, items: Sequence[PublishItem], input: str,
+    def deliver_forwarded(self, items: Sequence[PublishItem]) -> None:
+        """Fan out items a supervisor accepted and forwarded (a worker's bus): like
+        :meth:`publish`, without counting them again as received.
+
+        :raises PublishBusy: ``message_hwm`` deliveries are waiting; nothing was delivered.
+        """
+        self._deliver(items, None, None)
+
+    def _deliver(self, items: Sequence[PublishItem], input: str | None,
                  received: float | None) -> None:
+        """:param input: where the items came from, counted by format; None: not counted."""
         now = self.clock()
         started = time.perf_counter() if received is None else received
         rate = self.rate
@@ -311,9 +322,10 @@ class App:
         counts = self.telemetry.publishes.counts
         delivered = 0
         for i, item in enumerate(items):
-            for fmt in item.formats:
-                key = (input, fmt)
-                counts[key] = counts.get(key, 0) + 1
+            if input is not None:
+                for fmt in item.formats:
+                    key = (input, fmt)
+                    counts[key] = counts.get(key, 0) + 1
             if rate is None or rate.offer(item, weights[i], now):
                 delivered += self.hub.publish(item, now)
             else:

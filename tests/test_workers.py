@@ -32,7 +32,7 @@ from anyio.abc import SocketStream
 
 from p8core import ConfigError
 from p8core.app import App
-from p8core.testing import self_signed_cert
+from p8core.testing import Samples, self_signed_cert
 
 pytestmark = pytest.mark.anyio
 
@@ -213,7 +213,7 @@ def settled_items(p8: Instance) -> list[int]:
     """Each worker's count of items taken, once two reports in a row agree."""
     last = None
     while True:
-        now = [w["items_published"] for w in p8.workers()]
+        now = [w["items_taken"] for w in p8.workers()]
         if now == last:
             return now
         last = now
@@ -245,7 +245,7 @@ async def test_clients_spread_and_every_publish_arrives_once_in_order(
         assert {tuple(s.messages()) for s in streams} == {tuple(map(str, range(1, 11)))}
 
         after = shared.wait_workers(
-            lambda ws: [w["items_published"] for w in ws] == [b + 10 for b in before],
+            lambda ws: [w["items_taken"] for w in ws] == [b + 10 for b in before],
             "each worker took the 10 items of its channel, not the one nobody wants")
         assert [w["connections_open"] for w in after] == held
 
@@ -283,6 +283,32 @@ async def test_control_api_answers_for_the_workers(shared: Instance) -> None:
     workers = shared.workers()
     assert [w["worker"] for w in workers] == [1, 2]
     assert all(w["restarts"] == 0 and w["pid"] != shared.proc.pid for w in workers)
+
+
+async def test_metrics_of_the_supervisor_include_every_worker_by_label(
+        shared: Instance, clients: Clients) -> None:
+    with anyio.fail_after(WAIT * 2):
+        streams = await clients.open(shared, "metered", 6)
+        held = held_by_worker(shared, 6)
+        await probe(shared, "metered", streams)
+        assert (await publish(shared, item("metered", "counted"))).status_code == 200
+        for stream in streams:
+            await stream.read_until(b"msg-counted\n")
+        deadline = time.monotonic() + WAIT
+        while True:  # the workers' texts ride on every few status reports
+            async with httpx.AsyncClient(timeout=WAIT) as client:
+                metrics = Samples((await client.get(f"{shared.control_url}/metrics")).text)
+            per_worker = [metrics("p8_held_connections", mode="stream", worker=str(w))
+                          for w in (1, 2)]
+            if per_worker == held or time.monotonic() > deadline:
+                break
+            await anyio.sleep(0.2)
+    assert per_worker == held
+    assert metrics("p8_publish_requests_accepted_total", worker="supervisor") >= 2
+    assert metrics("p8_publish_requests_accepted_total", worker="1") == 0
+    delivered = [w["items_taken"] for w in shared.workers()]
+    assert all(delivered), "each worker with a listener took items"
+    assert metrics("process_cpu_seconds_total", worker="supervisor") > 0
 
 
 async def test_a_killed_worker_is_back_within_2_s_and_the_others_clients_stay(

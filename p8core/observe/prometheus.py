@@ -8,7 +8,7 @@ delivery costs nothing extra.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import ProcessCollector, generate_latest
@@ -18,6 +18,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from .tally import Histogram, LabelledCounts
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from ..app import App
 
 __all__ = ["P8Collector", "exposition"]
+
+WORKER_LABEL = "worker"
+"""The label that tells a supervisor's workers apart in its ``/metrics``."""
 
 #: Plain running totals: (name without ``_total``, help, how to read it).
 COUNTERS: tuple[tuple[str, str, Callable[[App], int]], ...] = (
@@ -132,8 +136,36 @@ def _histogram(name: str, text: str, hist: Histogram) -> HistogramMetricFamily:
 
 
 def exposition(app: App) -> bytes:
-    """The text format of every p8 metric of ``app``, plus the process's own."""
+    """The text format of every p8 metric of ``app``, plus the process's own; a supervisor
+    adds its workers' (as they last reported them), each sample labelled ``worker``."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(P8Collector(app))
     registry.register(ProcessCollector(registry=None))
-    return generate_latest(registry)
+    if app.worker_metrics is None:
+        return generate_latest(registry)
+    merged = _Merged()
+    merged.add(registry.collect(), "supervisor")
+    for worker, text in app.worker_metrics().items():
+        merged.add(text_string_to_metric_families(text), worker)
+    return generate_latest(merged)
+
+
+class _Merged(Collector):
+    """Metric families of several processes, one family per name, every sample labelled
+    with its process."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, Metric] = {}
+
+    def add(self, families: Iterable[Metric], process: str) -> None:
+        for family in families:
+            merged = self.families.get(family.name)
+            if merged is None:
+                merged = self.families[family.name] = Metric(
+                    family.name, family.documentation, family.type, family.unit)
+            for sample in family.samples:
+                merged.samples.append(sample._replace(
+                    labels={**sample.labels, WORKER_LABEL: process}))
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families.values())

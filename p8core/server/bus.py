@@ -9,7 +9,8 @@ topic is never the prefix of another's and ZeroMQ's prefix matching is exact. Th
 let a worker that fell too far behind (ZeroMQ drops what its queue cannot hold) count
 what it missed.
 
-Workers → supervisor (PUSH → PULL): a JSON status now and then.
+Workers → supervisor (PUSH → PULL): a JSON status now and then, every few times with the
+worker's Prometheus text (``metrics``) for the supervisor's ``/metrics``.
 
 Both ends run the same code from the same installation, so pickle carries the items; the
 sockets live in a private run directory only this user can enter.
@@ -26,6 +27,8 @@ _END = b"\xff"
 
 STATUS_INTERVAL = 0.5
 """Seconds between two status reports of a worker."""
+METRICS_EVERY = 4
+"""A worker's Prometheus text rides on every this many status reports."""
 
 
 def topic(channel: str) -> bytes:

@@ -68,6 +68,8 @@ class Worker:
     """It has reported at least once since it was (re)started."""
     restarts: int = 0
     status: dict[str, Any] = field(default_factory=dict)
+    metrics: str = ""
+    """Its Prometheus text, as it last reported it."""
 
     def report(self) -> dict[str, Any]:
         return {**self.status, "worker": self.index, "pid": self.pid, "ready": self.ready,
@@ -152,6 +154,7 @@ class Supervisor:
         app.role = Role.SUPERVISOR
         app.forwarder = self
         app.control_views["/workers"] = self.view
+        app.worker_metrics = self.metrics
         app.on_sighup.append(self.hangup)
         self.workers = [Worker(i) for i in range(1, app.config.server.worker_count + 1)]
         self._numbers: dict[str, int] = {}
@@ -219,7 +222,7 @@ class Supervisor:
                 await anyio.to_thread.run_sync(process.start)
             theirs.close()
             worker.process, worker.pid = process, process.pid
-            worker.ready, worker.status = False, {}
+            worker.ready, worker.status, worker.metrics = False, {}, ""
             started = anyio.current_time()
             gone = False
             try:
@@ -283,6 +286,7 @@ class Supervisor:
             status = json.loads(await pull.recv())
             worker = by_index.get(status.get("worker"))
             if worker is not None and status.get("pid") == worker.pid:
+                worker.metrics = status.pop("metrics", None) or worker.metrics
                 worker.ready, worker.status = True, status
 
     # ---- signals and the control API --------------------------------------------------
@@ -292,6 +296,10 @@ class Supervisor:
         for worker in self.workers:
             if worker.process is not None:
                 _signal(worker.process, signal.SIGHUP)
+
+    def metrics(self) -> dict[str, str]:
+        """Each running worker's Prometheus text, by worker number."""
+        return {str(w.index): w.metrics for w in self.workers if w.ready and w.metrics}
 
     def view(self) -> dict[str, Any]:
         """``GET /workers``: each worker's state and counters, and the repeats dropped."""

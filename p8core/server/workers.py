@@ -12,6 +12,7 @@ supervisor is gone (the other end of its lifeline socket closes).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import pickle
@@ -28,7 +29,8 @@ import zmq
 import zmq.asyncio
 
 from ..app import App, Role
-from ..errors import P8Error
+from ..errors import P8Error, PublishBusy
+from ..observe.prometheus import exposition
 from . import bus
 from .listeners import ClientSockets, bind_tcp
 
@@ -74,6 +76,7 @@ class BusLink:
         self.numbers: dict[str, int] = {}
         """The number of the last item taken, per channel listened to."""
         self.items_missed = 0
+        self.items_taken = 0
 
     async def run(self) -> None:
         """Connect to the supervisor and serve its bus until cancelled."""
@@ -130,13 +133,20 @@ class BusLink:
             self.items_missed += number - last - 1
             log.warning("items_missed", channel=channel, missed=number - last - 1,
                         worker_queue=self.app.config.server.worker_queue)
-        self.app.publish([pickle.loads(item)])
+        self.items_taken += 1
+        try:
+            self.app.deliver_forwarded([pickle.loads(item)])
+        except PublishBusy as e:  # this worker's message_hwm: its clients miss the item
+            self.items_missed += 1
+            log.warning("items_missed", channel=channel, missed=1, reason=str(e))
 
     async def _report(self, push: zmq.asyncio.Socket) -> None:
-        while True:
-            status = json.dumps(self.status()).encode()
+        for n in itertools.count():
+            status = self.status()
+            if n % bus.METRICS_EVERY == 0:
+                status["metrics"] = exposition(self.app).decode()
             with contextlib.suppress(zmq.Again):  # the supervisor is busy: next time
-                await push.send(status, flags=zmq.NOBLOCK)
+                await push.send(json.dumps(status).encode(), flags=zmq.NOBLOCK)
             await anyio.sleep(bus.STATUS_INTERVAL)
 
     def status(self) -> dict[str, object]:
@@ -144,7 +154,8 @@ class BusLink:
         app = self.app
         return {"worker": self.plan.index, "pid": os.getpid(),
                 "connections_open": len(app.clients), "held": len(app.held),
-                "channels": app.hub.channels(), "items_missed": self.items_missed,
+                "channels": app.hub.channels(), "items_taken": self.items_taken,
+                "items_missed": self.items_missed,
                 **app.metrics.snapshot()}
 
     async def _watch_supervisor(self) -> None:
