@@ -1,0 +1,108 @@
+"""Wildcard channels: ``news.*`` names every channel that starts with ``news.``.
+
+Only a trailing ``*`` makes a pattern, and only on a route with ``wildcard = true``;
+elsewhere ``*`` is a plain character of a channel name. A pattern's *prefix* is its name
+without the ``*``; a bare ``*`` (prefix ``""``) matches every channel.
+
+The prefixes live in a character trie, so the patterns matching a channel are found in
+one walk along its name, whatever the number of patterns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+__all__ = ["WILDCARD", "PrefixTrie", "pattern_prefix", "pattern_problem"]
+
+WILDCARD = "*"
+
+V = TypeVar("V")
+
+
+def pattern_prefix(channel: str) -> str | None:
+    """The prefix of ``channel`` when it is a pattern (ends with ``*``), else ``None``."""
+    return channel[:-1] if channel.endswith(WILDCARD) else None
+
+
+def pattern_problem(channel: str) -> str | None:
+    """Why ``channel`` cannot be subscribed on a wildcard route (a ``*`` before its end),
+    or ``None`` when it can."""
+    if WILDCARD in channel[:-1]:
+        return "'*' is allowed only at the end of a channel name"
+    return None
+
+
+class _Node(Generic[V]):
+    __slots__ = ("children", "value")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node[V]] = {}
+        self.value: V | None = None
+
+
+class PrefixTrie(Generic[V]):
+    """Prefixes with a value each; :meth:`matches` finds those a name starts with in
+    O(len(name)). Adding and removing a prefix is O(len(prefix)); removing prunes the
+    nodes nothing needs any more."""
+
+    __slots__ = ("_count", "_nodes", "_root")
+
+    def __init__(self) -> None:
+        self._root: _Node[V] = _Node()
+        self._count = 0
+        self._nodes = 1
+
+    def __len__(self) -> int:
+        """How many prefixes have a value."""
+        return self._count
+
+    @property
+    def nodes(self) -> int:
+        """How many nodes the trie holds (the root included): for leak checks."""
+        return self._nodes
+
+    def set(self, prefix: str, value: V) -> None:
+        """Give ``prefix`` a value (replacing any it had)."""
+        node = self._root
+        for ch in prefix:
+            child = node.children.get(ch)
+            if child is None:
+                child = node.children[ch] = _Node()
+                self._nodes += 1
+            node = child
+        if node.value is None:
+            self._count += 1
+        node.value = value
+
+    def remove(self, prefix: str) -> None:
+        """Drop the value of ``prefix`` (if any) and the nodes left empty."""
+        path = [self._root]
+        for ch in prefix:
+            child = path[-1].children.get(ch)
+            if child is None:
+                return
+            path.append(child)
+        node = path[-1]
+        if node.value is None:
+            return
+        node.value = None
+        self._count -= 1
+        for depth in range(len(prefix), 0, -1):
+            node = path[depth]
+            if node.value is not None or node.children:
+                break
+            del path[depth - 1].children[prefix[depth - 1]]
+            self._nodes -= 1
+
+    def matches(self, name: str) -> Iterator[V]:
+        """The values of the prefixes ``name`` starts with, shortest first."""
+        node: _Node[V] | None = self._root
+        if node.value is not None:
+            yield node.value
+        for ch in name:
+            node = node.children.get(ch)
+            if node is None:
+                return
+            if node.value is not None:
+                yield node.value
