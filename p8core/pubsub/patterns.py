@@ -10,10 +10,10 @@ one walk along its name, whatever the number of patterns.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Generic, TypeVar
 
-__all__ = ["WILDCARD", "PrefixTrie", "pattern_prefix", "pattern_problem"]
+__all__ = ["WILDCARD", "PrefixTrie", "pattern_prefix", "pattern_problem", "subscribed_as"]
 
 WILDCARD = "*"
 
@@ -31,6 +31,21 @@ def pattern_problem(channel: str) -> str | None:
     if WILDCARD in channel[:-1]:
         return "'*' is allowed only at the end of a channel name"
     return None
+
+
+def subscribed_as(names: Collection[str], channel: str) -> str | None:
+    """Which of a subscriber's ``names`` brought it an item on ``channel``: ``channel``
+    itself, else the longest pattern matching it; ``None`` for none. O(len(names)) on a
+    miss, which only a pattern's deliveries take."""
+    if channel in names:
+        return channel
+    best: str | None = None
+    for name in names:
+        prefix = pattern_prefix(name)
+        if (prefix is not None and channel.startswith(prefix)
+                and (best is None or len(name) > len(best))):
+            best = name
+    return best
 
 
 class _Node(Generic[V]):
@@ -97,12 +112,13 @@ class PrefixTrie(Generic[V]):
 
     def matches(self, name: str) -> Iterator[V]:
         """The values of the prefixes ``name`` starts with, shortest first."""
-        node: _Node[V] | None = self._root
+        node = self._root
         if node.value is not None:
             yield node.value
         for ch in name:
-            node = node.children.get(ch)
-            if node is None:
+            child = node.children.get(ch)
+            if child is None:
                 return
-            if node.value is not None:
-                yield node.value
+            if child.value is not None:
+                yield child.value
+            node = child
