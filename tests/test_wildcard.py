@@ -101,5 +101,3 @@ async def test_websocket_subscribed_to_a_pattern_by_its_backend() -> None:
                                        "formats": {"ws-message": {"content": channel}}})
                 assert [await ws.recv(), await ws.recv()] == ["chat-room.1", "chat-room.2.x"]
         assert p8.app.hub.sizes()["patterns"] == 0
-
-

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from typing import Generic, TypeVar
 
-__all__ = ["WILDCARD", "PrefixTrie", "pattern_prefix", "pattern_problem", "subscribed_as"]
+__all__ = ["WILDCARD", "PrefixTrie", "filter_prefix", "pattern_prefix", "pattern_problem",
+           "subscribed_as"]
 
 WILDCARD = "*"
 
@@ -23,6 +24,17 @@ V = TypeVar("V")
 def pattern_prefix(channel: str) -> str | None:
     """The prefix of ``channel`` when it is a pattern (ends with ``*``), else ``None``."""
     return channel[:-1] if channel.endswith(WILDCARD) else None
+
+
+def filter_prefix(name: str) -> str:
+    """What a prefix-matching filter (a ZeroMQ SUB socket's) must let through for the
+    hub's subscription ``name``: ``news.`` for ``news.*``, the name itself otherwise.
+
+    A channel literally named ``news.*`` gets the same wider filter; the hub still
+    delivers by exact name, so it only lets a little more through the socket.
+    """
+    prefix = pattern_prefix(name)
+    return name if prefix is None else prefix
 
 
 def pattern_problem(channel: str) -> str | None:
