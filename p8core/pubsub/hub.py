@@ -274,8 +274,9 @@ class Hub:
                    if (group := groups.get(fmt)) is not None)
 
     def has_pattern_for(self, channel: str) -> bool:
-        """Whether some subscribed pattern matches ``channel``; O(len(channel))."""
-        return next(self._trie.matches(channel), None) is not None
+        """Whether some subscribed pattern matches ``channel``; O(len(channel)), nothing
+        while no pattern is subscribed."""
+        return bool(self._patterns) and next(self._trie.matches(channel), None) is not None
 
     def channels(self) -> int:
         """How many channels and patterns are subscribed, lingering channels included."""
