@@ -287,8 +287,6 @@ class Hub:
         O(channels + patterns)."""
         return {
             "channels": len(self._channels),
-            "patterns": len(self._patterns),
-            "pattern_nodes": self._trie.nodes - 1,
             "subscribers": sum(len(g.subs) for groups in (*self._channels.values(),
                                                           *self._patterns.values())
                                for g in groups.values()),
@@ -297,6 +295,8 @@ class Hub:
             "last_ids": len(self._last_ids),
             "parked": sum(len(p) for p in self._parked.values()),
             "deadlines": len(self._linger_queue) + len(self._id_queue) + len(self._park_queue),
+            "patterns": len(self._patterns),
+            "pattern_nodes": self._trie.nodes - 1,
         }
 
     def is_subscribed(self, channel: str) -> bool:
