@@ -485,7 +485,9 @@ class Hub:
     def _fan_out(self, item: PublishItem) -> int:
         """Hand ``item`` to each subscriber of its channel that takes one of its formats."""
         if self._patterns:
-            return self._fan_out_matching(item)
+            matched = [*self._trie.matches(item.channel)]
+            if matched:
+                return self._fan_out_matching(item, matched)
         groups = self._channels.get(item.channel)
         n = 0
         if groups is not None:
@@ -513,10 +515,9 @@ class Hub:
         self.stats.delivered += n
         return n
 
-    def _fan_out_matching(self, item: PublishItem) -> int:
-        """``_fan_out`` while patterns are subscribed: the item goes to the subscribers of
-        its channel and of every pattern it matches, each once."""
-        matched = [*self._trie.matches(item.channel)]
+    def _fan_out_matching(self, item: PublishItem, matched: list[dict[str, _Group]]) -> int:
+        """``_fan_out`` for an item that ``matched`` some patterns (their groups): it goes
+        to the subscribers of its channel and of those patterns, each once."""
         groups = self._channels.get(item.channel)
         if groups is not None:
             matched.insert(0, groups)
