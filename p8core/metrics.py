@@ -49,7 +49,8 @@ class Metrics:
     rejected_subscriptions: int = 0
     """Subscriptions over ``[pubsub] connection_subscription_max``."""
     rejected_channel_name: int = 0
-    """Channel names over ``[pubsub] max_channel_name``, published or subscribed to."""
+    """Channel names over ``[pubsub] max_channel_name``, published or subscribed to, and
+    patterns with a ``*`` before their end on a ``wildcard`` route."""
     rejected_ws_message_too_large: int = 0
     """Client WebSocket messages over the plugin's ``max_message`` (close 1009)."""
 

@@ -82,13 +82,13 @@ class Instance:
 
 
 @contextmanager
-def p8_with_workers(tmp_path: Path, server: str = "") -> Iterator[Instance]:
+def p8_with_workers(tmp_path: Path, server: str = "", routes: str = "") -> Iterator[Instance]:
     """Run p8 with two workers and only the http_stream plugin, on ports the system picks
-    (read from its log); stop it at the end."""
+    (read from its log); stop it at the end. ``routes``: TOML for ``[[routes]]``."""
     config = tmp_path / "p8.toml"
     config.write_text(f'[server]\nlisten = ["127.0.0.1:0"]\nworkers = 2\n{server}\n'
                       '[control]\nlisten = "127.0.0.1:0"\n'
-                      '[plugins]\nenabled = ["http_stream"]\n')
+                      f'[plugins]\nenabled = ["http_stream"]\n{routes}')
     log = tmp_path / "p8.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([*P8, "run", "--config", str(config)], stderr=out,
@@ -117,7 +117,8 @@ def p8_with_workers(tmp_path: Path, server: str = "") -> Iterator[Instance]:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
     """One instance for the tests that leave its workers as they found them."""
-    with p8_with_workers(tmp_path_factory.mktemp("shared")) as p8:
+    routes = '[[routes]]\ntarget = "test"\nwildcard = true\n'
+    with p8_with_workers(tmp_path_factory.mktemp("shared"), routes=routes) as p8:
         yield p8
 
 
@@ -272,6 +273,19 @@ async def test_repeats_dropped_once_and_prev_id_order_kept_in_every_worker(
         for stream in streams:
             await stream.read_until(b"msg-end\n")
             assert stream.messages() == ["A", "B", "C", "end"]
+
+
+async def test_a_pattern_gets_every_matching_channel_through_the_workers(
+        shared: Instance, clients: Clients) -> None:
+    with anyio.fail_after(WAIT * 2):
+        streams = await clients.open(shared, "live.*", 8)
+        await probe(shared, "live.probe", streams)
+        for channel, text in (("live.a", "a"), ("lively", "no"), ("other", "no"),
+                              ("live.b.c", "bc"), ("live.end", "end")):
+            assert (await publish(shared, item(channel, text))).status_code == 200
+        for stream in streams:
+            await stream.read_until(b"msg-end\n")
+            assert stream.messages() == ["a", "bc", "end"]
 
 
 async def test_control_api_answers_for_the_workers(shared: Instance) -> None:

@@ -83,6 +83,10 @@ class Route:
     """Plain proxying: no ``Grip-Sig``, and GRIP instructions are not acted on."""
     sub: tuple[str, ...] = ()
     """Channels every WebSocket connection on this route is subscribed to."""
+    wildcard: bool = False
+    """A channel name ending with ``*`` (``news.*``) subscribes to every channel starting
+    with the rest (after ``prefix``); a bare ``*`` to every channel. Elsewhere a ``*`` in a
+    name is refused. Off: ``*`` is a plain character."""
     insecure: bool = False
     """Skip TLS certificate checks of an ``https://`` backend."""
     sig_iss: str | None = None
@@ -360,6 +364,7 @@ _TOML_KEYS: Final[Mapping[str, Callable[[object], object]]] = {
     "debug": _boolean,
     "no_grip": _boolean,
     "sub": _strings,
+    "wildcard": _boolean,
     "insecure": _boolean,
     "sig_iss": _string,
     "sig_key": _string,

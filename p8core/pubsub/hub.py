@@ -3,6 +3,11 @@
 Sans-I/O and synchronous: the shell calls ``publish`` for each parsed item and ``tick``
 about once a second, passing the time in. The rules are ``spec/publishing.md`` §5 and §6,
 modelled on Pushpin's sequencer.
+
+Besides channels, subscribers may take *patterns* (``news.*``, :mod:`.patterns`): every
+channel starting with the pattern's prefix. A pattern is known to listeners by its name
+(``news.*``) and shares it with a channel of that literal name; ordering and
+de-duplication stay per concrete channel.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from p8core.pubsub.items import PublishItem
+from p8core.pubsub.patterns import PrefixTrie, pattern_prefix
 
 __all__ = ["Hub", "HubStats", "Subscriber"]
 
@@ -58,6 +64,13 @@ class _Group:
     def __init__(self) -> None:
         self.subs: dict[Subscriber, None] = {}
         self.snapshot: tuple[Subscriber, ...] | None = None
+
+    def members(self) -> tuple[Subscriber, ...]:
+        """The subscribers now, as a snapshot kept until the next change."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            snapshot = self.snapshot = tuple(self.subs)
+        return snapshot
 
 
 class _Parked:
@@ -115,6 +128,10 @@ class Hub:
 
         # channel -> format -> group; a channel is here only while it has a subscriber.
         self._channels: dict[str, dict[str, _Group]] = {}
+        # Patterns: prefix -> format -> group while it has a subscriber, and the same
+        # groups in a trie for matching a channel against every prefix at once.
+        self._patterns: dict[str, dict[str, _Group]] = {}
+        self._trie: PrefixTrie[dict[str, _Group]] = PrefixTrie()
         # Bumped by every removal, so a fan-out notices subscribers removed under it.
         self._removals = 0
         # Lingering channels: channel -> deadline, and the deadlines in order (stale
@@ -132,17 +149,31 @@ class Hub:
 
     # ---- subscriptions -------------------------------------------------------------
 
-    def subscribe(self, channel: str, sub: Subscriber, now: float) -> bool:
+    def subscribe(
+        self, channel: str, sub: Subscriber, now: float, *, wildcard: bool = False
+    ) -> bool:
         """Add ``sub`` to ``channel``; O(1). Subscribing twice is a no-op.
+
+        With ``wildcard`` (the route allows patterns), a ``channel`` ending with ``*`` is
+        a pattern, subscribed in O(len(channel)).
 
         :returns: True when the channel had no subscriber before, not even a lingering
             one: the caller's cue for an update on first subscription.
         """
-        groups = self._channels.get(channel)
+        prefix = pattern_prefix(channel) if wildcard else None
         first = False
-        if groups is None:
-            groups = self._channels[channel] = {}
-            first = self._linger.pop(channel, None) is None
+        if prefix is not None:
+            groups = self._patterns.get(prefix)
+            if groups is None:
+                groups = self._patterns[prefix] = {}
+                self._trie.set(prefix, groups)
+                first = channel not in self._channels and channel not in self._linger
+        else:
+            groups = self._channels.get(channel)
+            if groups is None:
+                groups = self._channels[channel] = {}
+                first = (self._linger.pop(channel, None) is None
+                         and not self._pattern_named(channel))
         fmt = sub.format
         group = groups.get(fmt)
         if group is None:
@@ -158,15 +189,21 @@ class Hub:
         return first
 
     def unsubscribe(
-        self, channel: str, sub: Subscriber, now: float, *, linger: bool = False
+        self, channel: str, sub: Subscriber, now: float, *, linger: bool = False,
+        wildcard: bool = False,
     ) -> None:
         """Remove ``sub`` from ``channel``; O(1). Unknown pairs are ignored.
 
         When it was the channel's last subscriber, the channel becomes unsubscribed at once
         (parked items discarded, last id forgotten, ``on_unsubscribed`` called) unless
         ``linger`` (a response hold), which keeps it subscribed until
-        ``now + subscription_linger``.
+        ``now + subscription_linger``. ``wildcard`` as for :meth:`subscribe`; a pattern
+        never lingers (it has no ordering state to keep).
         """
+        prefix = pattern_prefix(channel) if wildcard else None
+        if prefix is not None:
+            self._unsubscribe_pattern(channel, prefix, sub)
+            return
         groups = self._channels.get(channel)
         if groups is None:
             return
@@ -193,53 +230,73 @@ class Hub:
             self._unsubscribed(channel)
 
     def subscriber_count(self, channel: str) -> int:
-        """How many subscribers ``channel`` has now (a lingering channel has none)."""
-        groups = self._channels.get(channel)
-        if groups is None:
-            return 0
-        return sum(len(group.subs) for group in groups.values())
+        """How many subscribers ``channel`` has now (a lingering channel has none); for a
+        name like ``news.*``, those of the pattern too."""
+        return len(self.subscribers(channel))
 
     def subscriber_counts(self, channel: str) -> dict[str, int]:
-        """How many subscribers ``channel`` has now, by format."""
-        groups = self._channels.get(channel, {})
-        return {fmt: len(group.subs) for fmt, group in groups.items()}
+        """How many subscribers ``channel`` has now, by format (patterns as above)."""
+        counts: dict[str, int] = {}
+        for groups in self._named(channel):
+            for fmt, group in groups.items():
+                counts[fmt] = counts.get(fmt, 0) + len(group.subs)
+        return counts
 
     def subscriptions_by_format(self) -> dict[str, int]:
-        """(channel, subscriber) pairs over every channel, by format; O(channels)."""
+        """(channel, subscriber) pairs over every channel and pattern, by format;
+        O(channels + patterns)."""
         counts: dict[str, int] = {}
-        for groups in self._channels.values():
+        for groups in (*self._channels.values(), *self._patterns.values()):
             for fmt, group in groups.items():
                 counts[fmt] = counts.get(fmt, 0) + len(group.subs)
         return counts
 
     def subscribers(self, channel: str) -> list[Subscriber]:
-        """The current subscribers of ``channel``, whatever their format."""
-        groups = self._channels.get(channel, {})
-        return [sub for group in groups.values() for sub in group.subs]
+        """The current subscribers of ``channel`` (and of the pattern of that name),
+        whatever their format, each once."""
+        subs = {sub: None for groups in self._named(channel) for group in groups.values()
+                for sub in group.subs}
+        return list(subs)
 
     def receivers(self, item: PublishItem) -> int:
-        """How many subscribers would take ``item`` now (one of its formats each)."""
+        """How many subscribers would take ``item`` now (one of its formats each), those
+        of matching patterns included, each once."""
         groups = self._channels.get(item.channel)
+        if self._patterns:
+            matched = [*self._trie.matches(item.channel)]
+            if groups is not None:
+                matched.append(groups)
+            return len({sub for groups in matched for fmt in item.formats
+                        if (group := groups.get(fmt)) is not None for sub in group.subs})
         if groups is None:
             return 0
         return sum(len(group.subs) for fmt in item.formats
                    if (group := groups.get(fmt)) is not None)
 
+    def has_pattern_for(self, channel: str) -> bool:
+        """Whether some subscribed pattern matches ``channel``; O(len(channel)), nothing
+        while no pattern is subscribed."""
+        return bool(self._patterns) and next(self._trie.matches(channel), None) is not None
+
     def channels(self) -> int:
-        """How many channels are subscribed, lingering ones included."""
-        return len(self._channels) + len(self._linger)
+        """How many channels and patterns are subscribed, lingering channels included."""
+        return len(self._channels) + len(self._linger) + len(self._patterns)
 
     def sizes(self) -> dict[str, int]:
-        """How big each of the hub's tables is now: for metrics and leak checks; O(channels)."""
+        """How big each of the hub's tables is now: for metrics and leak checks;
+        O(channels + patterns)."""
         return {
             "channels": len(self._channels),
-            "subscribers": sum(len(g.subs) for groups in self._channels.values()
+            "subscribers": sum(len(g.subs) for groups in (*self._channels.values(),
+                                                          *self._patterns.values())
                                for g in groups.values()),
             "lingering": len(self._linger),
             "ids_cached": len(self._ids),
             "last_ids": len(self._last_ids),
             "parked": sum(len(p) for p in self._parked.values()),
             "deadlines": len(self._linger_queue) + len(self._id_queue) + len(self._park_queue),
+            "patterns": len(self._patterns),
+            "pattern_nodes": self._trie.nodes - 1,
         }
 
     def is_subscribed(self, channel: str) -> bool:
@@ -330,11 +387,46 @@ class Hub:
     # ---- internals -----------------------------------------------------------------
 
     def _unsubscribed(self, channel: str) -> None:
-        """``channel`` has no subscription left: drop its ordering state, tell listeners."""
+        """``channel`` has no subscription left: drop its ordering state, tell listeners
+        (unless a pattern of that name is still subscribed)."""
         self._parked.pop(channel, None)
         self._last_ids.pop(channel, None)
-        for listener in self.on_unsubscribed:
-            listener(channel)
+        if not self._pattern_named(channel):
+            for listener in self.on_unsubscribed:
+                listener(channel)
+
+    def _pattern_named(self, name: str) -> bool:
+        """Whether ``name`` is the name of a subscribed pattern."""
+        prefix = pattern_prefix(name)
+        return prefix is not None and prefix in self._patterns
+
+    def _named(self, name: str) -> list[dict[str, _Group]]:
+        """The groups of the channel ``name`` and of the pattern ``name``."""
+        prefix = pattern_prefix(name)
+        pattern = self._patterns.get(prefix) if prefix is not None else None
+        return [g for g in (self._channels.get(name), pattern) if g is not None]
+
+    def _unsubscribe_pattern(self, name: str, prefix: str, sub: Subscriber) -> None:
+        groups = self._patterns.get(prefix)
+        fmt = sub.format
+        group = groups.get(fmt) if groups is not None else None
+        if groups is None or group is None or sub not in group.subs:
+            return
+        del group.subs[sub]
+        group.snapshot = None
+        self._removals += 1
+        for changed in self.on_changed:
+            changed(name)
+        if group.subs:
+            return
+        del groups[fmt]
+        if groups:
+            return
+        del self._patterns[prefix]
+        self._trie.remove(prefix)
+        if name not in self._channels and name not in self._linger:
+            for listener in self.on_unsubscribed:
+                listener(name)
 
     def _expire_ids(self, now: float) -> None:
         queue = self._id_queue
@@ -392,6 +484,10 @@ class Hub:
 
     def _fan_out(self, item: PublishItem) -> int:
         """Hand ``item`` to each subscriber of its channel that takes one of its formats."""
+        if self._patterns:
+            matched = [*self._trie.matches(item.channel)]
+            if matched:
+                return self._fan_out_matching(item, matched)
         groups = self._channels.get(item.channel)
         n = 0
         if groups is not None:
@@ -416,5 +512,33 @@ class Hub:
                 n += got
                 for listener in self.on_delivered:
                     listener(item, fmt, got)
+        self.stats.delivered += n
+        return n
+
+    def _fan_out_matching(self, item: PublishItem, matched: list[dict[str, _Group]]) -> int:
+        """``_fan_out`` for an item that ``matched`` some patterns (their groups): it goes
+        to the subscribers of its channel and of those patterns, each once."""
+        groups = self._channels.get(item.channel)
+        if groups is not None:
+            matched.insert(0, groups)
+        n = 0
+        by_format = self.stats.delivered_by_format
+        for fmt in item.formats:
+            fmt_groups = [group for groups in matched if (group := groups.get(fmt)) is not None]
+            if not fmt_groups:
+                continue
+            seen: set[Subscriber] = set()
+            removals = self._removals
+            for group in fmt_groups:
+                for sub in group.members():
+                    if sub in seen or (self._removals != removals and sub not in group.subs):
+                        continue
+                    seen.add(sub)
+                    sub.deliver(item)
+            got = len(seen)
+            by_format[fmt] = by_format.get(fmt, 0) + got
+            n += got
+            for listener in self.on_delivered:
+                listener(item, fmt, got)
         self.stats.delivered += n
         return n

@@ -5,9 +5,11 @@ the item's number on that channel (8 bytes) and the pickled
 :class:`~p8core.pubsub.items.PublishItem` (parsed once, by the supervisor); a command is
 its name. A worker subscribes to the commands and to the topic of each channel its
 clients listen to. A topic ends with ``0xff``, a byte UTF-8 never uses, so one channel's
-topic is never the prefix of another's and ZeroMQ's prefix matching is exact. The numbers
-let a worker that fell too far behind (ZeroMQ drops what its queue cannot hold) count
-what it missed.
+topic is never the prefix of another's and ZeroMQ's prefix matching is exact. A pattern
+``news.*`` is subscribed as the topic's start without the ``0xff`` (``cnews.``), which
+every ``news.`` channel's topic begins with. The numbers let a worker that fell too far
+behind (ZeroMQ drops what its queue cannot hold) count what it missed; an item sent only
+for patterns has number 0 and is not counted.
 
 Workers → supervisor (PUSH → PULL): a JSON status now and then, every few times with the
 worker's Prometheus text (``metrics``) for the supervisor's ``/metrics``.
@@ -19,6 +21,8 @@ sockets live in a private run directory only this user can enter.
 from __future__ import annotations
 
 from pathlib import Path
+
+from ..pubsub.patterns import WILDCARD, pattern_prefix
 
 ITEM = b"c"
 COMMANDS = b"!"
@@ -36,11 +40,21 @@ def topic(channel: str) -> bytes:
     return ITEM + channel.encode() + _END
 
 
-def channel_of(topic: bytes) -> str | None:
-    """The channel of an item topic; ``None`` for anything else (the commands)."""
-    if topic[:1] != ITEM or topic[-1:] != _END:
+def subscription_topic(name: str) -> bytes:
+    """What a worker subscribes to for its hub's subscription ``name``: a channel's topic,
+    or the start of the topics a pattern matches."""
+    prefix = pattern_prefix(name)
+    return topic(name) if prefix is None else ITEM + prefix.encode()
+
+
+def subscription_of(topic: bytes) -> tuple[str, bool] | None:
+    """The channel or pattern name of a subscribed topic and whether it is a pattern;
+    ``None`` for anything else (the commands)."""
+    if topic[:1] != ITEM:
         return None
-    return topic[1:-1].decode()
+    if topic[-1:] == _END:
+        return topic[1:-1].decode(), False
+    return topic[1:].decode() + WILDCARD, True
 
 
 def item_message(channel: str, number: int, item: bytes) -> bytes:

@@ -31,6 +31,7 @@ from ..hold import (
     Unsubscribe,
 )
 from ..pubsub.items import PublishItem
+from ..pubsub.patterns import pattern_problem
 from .connection import HttpConnection
 
 if TYPE_CHECKING:
@@ -176,32 +177,40 @@ class HeldExchange:
         self.conn.finish_exchange()
 
     def _subscribe(self, channels: Sequence[str]) -> None:
-        """Subscribe within ``connection_subscription_max`` and ``max_channel_name``; the
-        channels refused are logged and counted."""
+        """Subscribe within ``connection_subscription_max`` and ``max_channel_name`` (and
+        the pattern syntax on a wildcard route); the channels refused are logged and
+        counted."""
         app = self.app
         hub, now, pubsub, metrics = app.hub, app.clock(), app.config.pubsub, app.metrics
+        wildcard = self.mode.hold.route.wildcard
         for channel in channels:
             if channel in self.channels:
                 continue
+            problem = pattern_problem(channel) if wildcard else None
             if len(channel) > pubsub.max_channel_name:
                 metrics.rejected_channel_name += 1
                 log.warning("subscription_refused", peer=self.conn.peer,
                             reason=f"channel name longer than {pubsub.max_channel_name}")
+            elif problem is not None:
+                metrics.rejected_channel_name += 1
+                log.warning("subscription_refused", peer=self.conn.peer, channel=channel,
+                            reason=problem)
             elif len(self.channels) >= pubsub.connection_subscription_max:
                 metrics.rejected_subscriptions += 1
                 log.warning("subscription_refused", peer=self.conn.peer,
                             reason=f"over {pubsub.connection_subscription_max} channels")
             else:
                 self.channels.append(channel)
-                if hub.subscribe(channel, self, now):
+                if hub.subscribe(channel, self, now, wildcard=wildcard):
                     app.first_subscription(channel)
 
     def _unsubscribe(self, channels: Sequence[str]) -> None:
         hub, now, linger = self.app.hub, self.app.clock(), self.mode.linger
+        wildcard = self.mode.hold.route.wildcard
         for channel in channels:
             if channel in self.channels:
                 self.channels.remove(channel)
-                hub.unsubscribe(channel, self, now, linger=linger)
+                hub.unsubscribe(channel, self, now, linger=linger, wildcard=wildcard)
 
     def _end(self) -> None:
         """Leave the hub and the timer wheel; the exchange takes no more events."""

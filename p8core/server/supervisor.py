@@ -271,14 +271,15 @@ class Supervisor:
             self._subscription(event)
 
     def _subscription(self, event: bytes) -> None:
-        channel = bus.channel_of(event[1:])
-        if channel is None:
+        subscription = bus.subscription_of(event[1:])
+        if subscription is None:
             return  # the workers' subscription to commands
+        name, pattern = subscription
         if event[:1] == b"\x01":
-            self.app.hub.subscribe(channel, self._listening, self.app.clock())
+            self.app.hub.subscribe(name, self._listening, self.app.clock(), wildcard=pattern)
         else:
-            self.app.hub.unsubscribe(channel, self._listening, self.app.clock())
-            self._numbers.pop(channel, None)
+            self.app.hub.unsubscribe(name, self._listening, self.app.clock(), wildcard=pattern)
+            self._numbers.pop(name, None)
 
     async def _collect_status(self, pull: zmq.asyncio.Socket) -> None:
         by_index = {w.index: w for w in self.workers}
@@ -309,16 +310,21 @@ class Supervisor:
     # ---- app.forwarder ------------------------------------------------------------------
 
     def forward(self, items: Sequence[PublishItem]) -> None:
-        """Send each item to the workers listening to its channel, unless it is a repeat
-        (every item's id counts, listened to or not)."""
+        """Send each item to the workers listening to its channel or to a pattern matching
+        it, unless it is a repeat (every item's id counts, listened to or not)."""
         if self._bus is None:
             return  # not started: no worker listens yet
         self._take_subscriptions()
         hub, now, numbers = self.app.hub, self.app.clock(), self._numbers
         for item in items:
-            if hub.is_duplicate(item, now) or not hub.is_subscribed(item.channel):
+            if hub.is_duplicate(item, now):
                 continue
-            number = numbers[item.channel] = numbers.get(item.channel, 0) + 1
+            if hub.is_subscribed(item.channel):
+                number = numbers[item.channel] = numbers.get(item.channel, 0) + 1
+            elif hub.has_pattern_for(item.channel):
+                number = 0  # for patterns only: not counted
+            else:
+                continue
             self._bus_sync.send(bus.item_message(
                 item.channel, number, pickle.dumps(item, pickle.HIGHEST_PROTOCOL)))
         self._take_subscriptions()

@@ -89,7 +89,7 @@ class BusLink:
             sub.connect(self.plan.bus)
             sub.subscribe(bus.COMMANDS)
             hub = self.app.hub
-            hub.on_subscribed.append(lambda channel: sub.subscribe(bus.topic(channel)))
+            hub.on_subscribed.append(lambda name: sub.subscribe(bus.subscription_topic(name)))
             hub.on_unsubscribed.append(partial(self._unsubscribed, sub))
             push.connect(self.plan.status)
             async with anyio.create_task_group() as tg:
@@ -117,7 +117,7 @@ class BusLink:
                 await anyio.sleep(0)
 
     def _unsubscribed(self, sub: zmq.asyncio.Socket, channel: str) -> None:
-        sub.unsubscribe(bus.topic(channel))
+        sub.unsubscribe(bus.subscription_topic(channel))
         self.numbers.pop(channel, None)
 
     def _take(self, message: bytes) -> None:
@@ -127,9 +127,12 @@ class BusLink:
                 self.app.recover()
             return
         channel, number, item = carried
+        # Counted only for a channel listened to by name: one that came through a
+        # pattern alone leaves nothing behind here.
         last = self.numbers.get(channel)
-        self.numbers[channel] = number
-        if last is not None and number != last + 1:
+        if number and self.app.hub.is_subscribed(channel):
+            self.numbers[channel] = number
+        if last is not None and number and number != last + 1:
             self.items_missed += number - last - 1
             log.warning("items_missed", channel=channel, missed=number - last - 1,
                         worker_queue=self.app.config.server.worker_queue)

@@ -44,6 +44,7 @@ from p8core.grip.filters import (
 )
 from p8core.grip.instructions import Channel, is_grip_response, parse_instruct
 from p8core.hold import Fetched, ForgetLastId, Report
+from p8core.pubsub.patterns import subscribed_as
 
 from .format import StreamMessage
 from .keepalive import KEEP_ALIVE_TIMER, KeepAliveTimer
@@ -258,8 +259,9 @@ class StreamHold(HoldMode):
         subscriptions = self.subscriptions
         while queue:
             item = queue[0]
-            sub = subscriptions.get(item.channel)
-            if sub is not None and (sub.prev_id is None or sub.prev_id == item.prev_id):
+            name = subscribed_as(subscriptions, item.channel)
+            if name is not None and (name != item.channel
+                                     or subscriptions[name].prev_id in (None, item.prev_id)):
                 break
             queue.popleft()
         out: list[Action] = []
@@ -273,10 +275,13 @@ class StreamHold(HoldMode):
     def _deliver(self, item: PublishItem, message: StreamMessage) -> list[Action]:
         """Check, filter and act on one item for a subscribed channel."""
         channel = item.channel
-        sub = self.subscriptions.get(channel)
-        if sub is None:
+        name = subscribed_as(self.subscriptions, channel)
+        if name is None:
             return []
-        if sub.prev_id is not None and item.prev_id != sub.prev_id:
+        sub = self.subscriptions[name]
+        # An item that came through a pattern (``news.*``) is not sequenced.
+        sequenced = name == channel and sub.prev_id is not None
+        if sequenced and item.prev_id != sub.prev_id:
             # A gap: what the backend sent does not lead to this item (grip.md §7.5).
             return [ForgetLastId((channel,)), *self._fetch(urgent=False)]
         content: bytes | None = message.content
@@ -290,13 +295,13 @@ class StreamHold(HoldMode):
                                          self._all_prev_ids())
             except FilterError as e:
                 return self._fail(f"filter error: {e}")
-        if sub.prev_id is not None:
+        if sequenced:
             sub.prev_id = item.id
         if content is None:
             return []
         action = message.action
         if action == "send":
-            self.link.delivered(channel)
+            self.link.delivered(name)
             out = self.keep_alive.wrote()
             if content:
                 out.insert(0, SendBody(content))

@@ -26,6 +26,7 @@ from p8core.hold import (
     SendBody,
     SendHead,
 )
+from p8core.pubsub.patterns import subscribed_as
 
 from .format import FORMAT, HttpResponse
 from .jsonpatch import patch_body
@@ -91,7 +92,8 @@ class ResponseHold(HoldMode):
         now). A ``close`` item means nothing to a response hold."""
         resp = item.formats.get(FORMAT)
         channel = item.channel
-        if self.done or not isinstance(resp, HttpResponse) or channel not in self.prev_ids:
+        name = subscribed_as(self.prev_ids, channel)
+        if self.done or not isinstance(resp, HttpResponse) or name is None:
             return ()
         if resp.action == "hint":
             # A hint carries no content to keep in order: whatever its ids, the backend
@@ -99,19 +101,21 @@ class ResponseHold(HoldMode):
             return self._retry(urgent=True)
         if resp.action != "send":
             return ()  # close
-        expected = self.prev_ids[channel]
+        # An item that came through a pattern (``news.*``) is not sequenced.
+        expected = self.prev_ids[channel] if name == channel else None
         if expected is not None:
             # A channel with a prev-id takes only the item that follows it; an item
             # without prev-id does not follow it either.
             if item.prev_id != expected:
                 return self._retry(urgent=False, forget=(channel,))
             self.prev_ids[channel] = item.id
-        filters = self.filters[channel]
+        filters = self.filters[name]
         meta = self.hold.instruct.meta
         if not delivers(filters, meta, item.meta, self.prev_ids):
             return ()
         # build-id renders the ids the hold had before this item.
-        return self._deliver(resp, filters, {**self.prev_ids, channel: expected})
+        ids = {**self.prev_ids, channel: expected} if name == channel else self.prev_ids
+        return self._deliver(resp, filters, ids)
 
     def on_timer(self, key: str) -> Sequence[Action]:
         """The timeout passed: send the stored timeout response."""

@@ -120,7 +120,7 @@ class ClientConnection(ABC):
         self.session = Session(SessionSettings(
             grip=self.grip, channel_prefix=route.prefix, implicit_channels=route.sub,
             max_subscriptions=app.config.pubsub.connection_subscription_max,
-            max_channel_name=app.config.pubsub.max_channel_name,
+            max_channel_name=app.config.pubsub.max_channel_name, wildcard=route.wildcard,
             one_event=route.one_event, max_batch=settings.max_batch,
             retries=settings.retries, retry_delay=settings.retry_delay,
             jitter=settings.jitter, keep_alive_min=settings.keep_alive_min,
@@ -272,10 +272,12 @@ class ClientConnection(ABC):
             self._close_client(action)
         elif isinstance(action, Join):
             self.joined.add(action.channel)
-            self.app.hub.subscribe(action.channel, self, self.app.clock())
+            self.app.hub.subscribe(action.channel, self, self.app.clock(),
+                                   wildcard=self.route.wildcard)
         elif isinstance(action, Leave):
             self.joined.discard(action.channel)
-            self.app.hub.unsubscribe(action.channel, self, self.app.clock())
+            self.app.hub.unsubscribe(action.channel, self, self.app.clock(),
+                                     wildcard=self.route.wildcard)
         elif isinstance(action, Accept):
             self._accept(action)
         elif isinstance(action, Reject):
@@ -356,7 +358,7 @@ class ClientConnection(ABC):
         app = self.app
         now = app.clock()
         for channel in self.joined:
-            app.hub.unsubscribe(channel, self, now)
+            app.hub.unsubscribe(channel, self, now, wildcard=self.route.wildcard)
         self.joined.clear()
         for key in self.timers:
             app.timers.cancel((self, key))

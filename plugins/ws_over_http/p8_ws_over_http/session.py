@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Final, final
 
 from p8core.grip.filters import FilterError, agrees, content_filters, delivers, filter_content
+from p8core.pubsub.patterns import pattern_problem, subscribed_as
 
 from .control import (
     CONTROL_PREFIX,
@@ -126,6 +127,8 @@ class SessionSettings:
     implicit_channels: tuple[str, ...] = ()
     max_subscriptions: int = 20
     max_channel_name: int = 1024
+    wildcard: bool = False
+    """The route's ``wildcard``: a channel ending with ``*`` is a pattern."""
     one_event: bool = False
     max_batch: int = 200_000
     retries: int = 5
@@ -523,7 +526,10 @@ class Session:
         """An item published to ``channel`` (with publish ``meta``) in format ws-message."""
         if self._client is not _Client.OPEN:
             return []
-        filters = self.channels.get(channel, ())
+        filters = self.channels.get(channel)
+        if filters is None:  # through a pattern (``news.*``)
+            name = subscribed_as(self.channels, channel)
+            filters = self.channels[name] if name is not None else ()
         if msg.action == "send" and not filters and not msg.content_filters:
             return self._to_client(msg.kind, msg.content, msg.frame)  # the common case
         if filters and not delivers(filters, self.subscription_meta, meta, self.channels):
@@ -831,6 +837,9 @@ class Session:
         if len(channel) > self.settings.max_channel_name:
             return [Note(CHANNEL_REFUSED, f"{channel[:64]}…: name longer than "
                          f"{self.settings.max_channel_name} characters", warning=True)]
+        problem = pattern_problem(channel) if self.settings.wildcard else None
+        if problem is not None:
+            return [Note(CHANNEL_REFUSED, f"{channel}: {problem}", warning=True)]
         if len(self.channels) >= self.settings.max_subscriptions:
             return [Note(SUBSCRIPTION_REFUSED, f"{channel}: over the limit", warning=True)]
         self.channels[channel] = filters

@@ -13,6 +13,7 @@ import zmq.asyncio
 
 from p8core import PublishError
 from p8core.app import App
+from p8core.pubsub.patterns import filter_prefix
 
 from .payload import decode_payload
 from .settings import ZmqSettings
@@ -62,10 +63,11 @@ class ZmqInputs:
         return sock
 
     def _follow_hub(self, sub: zmq.asyncio.Socket) -> None:
-        """Subscribe ``sub`` to each channel while it has listeners in this process."""
+        """Subscribe ``sub`` to each channel while it has listeners in this process; to
+        ``news.`` for a pattern ``news.*`` (ZeroMQ's filters match prefixes)."""
         hub = self.app.hub
-        hub.on_subscribed.append(lambda channel: sub.subscribe(channel.encode()))
-        hub.on_unsubscribed.append(lambda channel: sub.unsubscribe(channel.encode()))
+        hub.on_subscribed.append(lambda name: sub.subscribe(filter_prefix(name).encode()))
+        hub.on_unsubscribed.append(lambda name: sub.unsubscribe(filter_prefix(name).encode()))
 
     async def _pull_loop(self, pull: zmq.asyncio.Socket) -> None:
         while True:
