@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -20,9 +21,11 @@ from .errors import ConfigError, PublishBusy, PublishError
 from .grip.sig import Signer, Verifier
 from .hold import HoldMode
 from .metrics import Metrics
+from .observe.endpoints import observation_views
 from .observe.telemetry import Telemetry
 from .plugins import collect_named, make_plugin_manager
 from .proxy.routes import Route, Router
+from .pubsub.feedback import Feedback
 from .pubsub.hub import Hub
 from .pubsub.items import (
     ParsedPublish,
@@ -35,6 +38,7 @@ from .pubsub.rate import DeliveryRate
 from .server.held import HeldExchange
 from .server.listeners import tls_context
 from .server.publish_auth import PublishAuth, load_verifier
+from .server.views import ControlView, channel_view
 from .transport import ClientTransport
 
 if TYPE_CHECKING:
@@ -99,7 +103,7 @@ class App:
         self.connectors: dict[tuple[str, Hashable], Connector] = {}
         self.config_path: Path | None = None
         """The file the config came from (what a reload reads); None for none."""
-        self.hub = Hub()
+        self.hub: Hub = Hub()
         self.role = Role.SINGLE
         self.router: Router
         self.signer: Signer | None
@@ -108,7 +112,7 @@ class App:
         self._route_signers: dict[tuple[str, str], Signer] = {}
         self.reconfigure(config)
         self.tls = tls_context(config)
-        self.metrics = Metrics()
+        self.metrics: Metrics = Metrics()
         self.telemetry = Telemetry()
         pubsub = config.pubsub
         self.rate = (DeliveryRate(pubsub.message_rate, pubsub.message_hwm)
@@ -123,8 +127,10 @@ class App:
         signal on to its workers)."""
         self.worker_metrics: Callable[[], dict[str, str]] | None = None
         """A supervisor's: the Prometheus text each worker last reported, by worker."""
-        self.control_views: dict[str, Callable[[], object]] = {}
-        """Read-only JSON answers of the control API by path (``GET /workers``)."""
+        self.control_views: dict[str, ControlView] = {
+            **observation_views(self),
+            "/channels/": channel_view(self.hub, lambda: self.forwarder is not None)}
+        """The control API's answers to ``GET``, by path (see ``server/views.py``)."""
         self.clock: Callable[[], float] = time.monotonic
         self.spawn: Callable[..., Any] = _not_running
         self._http_client: httpx.AsyncClient | None = None
@@ -221,29 +227,32 @@ class App:
 
     # ---- publishing ---------------------------------------------------------------------
 
-    def publish_body(self, body: bytes) -> int:
+    def publish_body(self, body: bytes, feedback: Feedback | None = None) -> int:
         """Parse and publish a control-API body; all items or none.
 
+        :param feedback: filled in with what happened to each item (verbose answers).
         :returns: the number of items published.
         :raises PublishError: the body or an item is invalid, or (``PublishBusy``) too
             many deliveries are waiting; nothing was published.
         """
         return self._publish_all(lambda: parse_publish_body(body, self.formats), "http",
-                                 "Invalid format: ")
+                                 "Invalid format: ", feedback)
 
-    def publish_items(self, raws: object, *, input: str) -> int:
+    def publish_items(self, raws: object, *, input: str,
+                      feedback: Feedback | None = None) -> int:
         """Validate and publish a decoded ``items`` list (see ``from_tnetstring``); all
         items or none.
 
         :param input: where the items came from, for metrics (``command``).
+        :param feedback: filled in with what happened to each item.
         :returns: the number of items published.
         :raises PublishError: ``Invalid format: ...``; nothing was published.
         """
         return self._publish_all(lambda: parse_items(raws, self.formats), input,
-                                 "Invalid format: ")
+                                 "Invalid format: ", feedback)
 
     def _publish_all(self, parse: Callable[[], ParsedPublish], input: str,
-                     prefix: str) -> int:
+                     prefix: str, feedback: Feedback | None = None) -> int:
         """Parse and check (counting a rejection), then publish what was parsed.
 
         :param prefix: starts the reason of a refused channel name, as the input words it.
@@ -255,7 +264,7 @@ class App:
         except PublishError:
             self.metrics.publishes_rejected += 1
             raise
-        self.publish(parsed.items, input=input, received=received)
+        self.publish(parsed.items, input=input, received=received, feedback=feedback)
         self.metrics.formats_ignored += parsed.ignored_formats
         return len(parsed.items)
 
@@ -284,19 +293,23 @@ class App:
                                    f"than {limit} characters")
 
     def publish(self, items: Sequence[PublishItem], *, input: str = "api",
-                received: float | None = None) -> None:
+                received: float | None = None, feedback: Feedback | None = None) -> None:
         """Hand already-parsed items to the hub, in order, within ``message_rate`` (a
         supervisor forwards them to its workers, which do).
 
         :param input: where the items came from, for metrics (``api`` when not said).
         :param received: ``time.perf_counter()`` when the publish arrived; the time until
             its fan-out is done feeds the publish latency histogram.
+        :param feedback: filled in with what happened to each item.
         :raises PublishBusy: ``message_hwm`` deliveries are waiting; nothing was published.
         """
-        if self.forwarder is not None:
-            self.forwarder.forward(items)
-        else:
-            self._deliver(items, input, received)
+        forwarded = self.forwarder is not None
+        with (contextlib.nullcontext() if feedback is None
+              else feedback.following(items, self.hub, forwarded=forwarded)):
+            if self.forwarder is not None:
+                self.forwarder.forward(items)
+            else:
+                self._deliver(items, input, received, feedback)
         self.metrics.publishes_accepted += 1
         self.metrics.items_published += len(items)
 
@@ -306,10 +319,10 @@ class App:
 
         :raises PublishBusy: ``message_hwm`` deliveries are waiting; nothing was delivered.
         """
-        self._deliver(items, None, None)
+        self._deliver(items, None, None, None)
 
     def _deliver(self, items: Sequence[PublishItem], input: str | None,
-                 received: float | None) -> None:
+                 received: float | None, feedback: Feedback | None) -> None:
         """:param input: where the items came from, counted by format; None: not counted."""
         now = self.clock()
         started = time.perf_counter() if received is None else received
@@ -330,6 +343,8 @@ class App:
                 delivered += self.hub.publish(item, now)
             else:
                 self.metrics.publishes_delayed += 1
+                if feedback is not None:
+                    feedback.withheld(item, "delayed")
         if rate is not None and rate.waiting and self._rate_wakeup is not None:
             self._rate_wakeup.set()
         if delivered:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
 from .errors import P8Error, PublishError
+from .pubsub.feedback import Feedback
 from .pubsub.items import from_tnetstring
 
 if TYPE_CHECKING:
@@ -88,16 +89,19 @@ class ConnCheck(Command):
 
 
 class PublishCommand(Command):
-    """Publish ``items``, all or none, as ``POST /publish/`` does (``publishing.md`` §4)."""
+    """Publish ``items``, all or none, as ``POST /publish/`` does (``publishing.md`` §4).
+    With ``verbose`` true, answers what happened to each item, as ``?verbose=1`` does."""
 
     name = "publish"
 
-    def run(self, app: App, args: Mapping[str, object]) -> None:
+    def run(self, app: App, args: Mapping[str, object]) -> dict[str, object] | None:
         if "items" not in args:
             raise CommandError("bad-request", "Invalid format: object does not contain 'items'")
         items = args["items"]
         raws = [from_tnetstring(i) for i in items] if isinstance(items, list) else items
+        feedback = Feedback() if args.get("verbose") is True else None
         try:
-            app.publish_items(raws, input="command")
+            app.publish_items(raws, input="command", feedback=feedback)
         except PublishError as e:
             raise CommandError("bad-request", str(e)) from None
+        return None if feedback is None else feedback.report()

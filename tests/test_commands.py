@@ -90,6 +90,10 @@ async def test_publish_takes_tnetstring_items_all_or_none() -> None:
         with pytest.raises(CommandError, match="object does not contain 'items'"):
             publish.run(app, {})
         assert app.metrics.items_published == 2, "nothing of a bad call was published"
+        app.hub.subscribe("c", Quiet(), 0.0)
+        assert publish.run(app, {"items": [item], "verbose": True}) == {"items": [{
+            "channel": "c", "id": None, "result": "delivered", "receivers": 1,
+            "by_format": {"http-stream": 1}}]}
 
 
 class Quiet:

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from p8core import Action, HoldMode, PublishItem, SendBody, SendHead, hookimpl
 from p8core.app import App
-from p8core.observe.endpoints import answer
+from p8core.observe.endpoints import observation_views
 from p8core.testing import Reply, Running, Samples, publish, run_origin, run_p8, scrape
 
 pytestmark = pytest.mark.anyio
@@ -62,7 +62,7 @@ async def test_health_readiness_and_exposition() -> None:
         assert (refused.status_code, refused.headers["allow"]) == (405, "GET")
         app = p8.app
     assert not app.telemetry.ready, "not ready once stopping"
-    assert answer(App.from_raw(GRIP), b"GET", "/readyz") == (
+    assert observation_views(App.from_raw(GRIP))["/readyz"].answer("") == (
         503, b"Not ready.\n", [(b"content-type", b"text/plain")]), "nor before listening"
 
 

@@ -505,3 +505,21 @@ def test_a_port_in_use_stops_start_up_with_its_address(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (
         f"p8: error: cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
+async def test_feedback_from_the_supervisor_leaves_the_counting_to_the_workers(
+        shared: Instance, clients: Clients) -> None:
+    async with httpx.AsyncClient(base_url=shared.control_url, timeout=WAIT) as control:
+        with anyio.fail_after(WAIT):
+            [stream] = await clients.open(shared, "fb", 1)
+            while not (await control.get("/channels/fb")).json()["subscribed"]:
+                await anyio.sleep(0.02)
+            view = (await control.get("/channels/fb")).json()
+            assert (view["subscribers"], view["by_format"]) == (None, None)
+            resp = await control.post("/publish/?verbose=1", json={"items": [
+                item("fb", "one", id="1"), item("fb", "one", id="1")]})
+            answer = resp.json()
+            assert [(i["result"], i["receivers"]) for i in answer["items"]] == [
+                ("forwarded", None), ("duplicate", 0)]
+            assert "workers" in answer["receivers_unknown"]
+            await stream.read_until(b"msg-one\n")

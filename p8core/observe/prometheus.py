@@ -89,6 +89,8 @@ class P8Collector(Collector):
                        {(f,): n for f, n in app.hub.stats.delivered_by_format.items()})
         yield _counter("p8_drops", "Connections or items dropped, by reason", ("reason",),
                        {(reason,): read(app) for reason, read in DROPS})
+        yield _labelled(telemetry.plugin_events, "p8_plugin_events",
+                        "Events plugins count, by plugin and event")
         yield _labelled(telemetry.origin_requests, "p8_origin_requests",
                         "Backend requests, by kind, target scheme and status class")
         traffic = telemetry.traffic

@@ -26,10 +26,10 @@ class LabelledCounts:
         self.labels = labels
         self.counts: dict[tuple[str, ...], int] = {}
 
-    def add(self, key: tuple[str, ...]) -> None:
-        """Count one more under ``key`` (one value per label)."""
+    def add(self, key: tuple[str, ...], n: int = 1) -> None:
+        """Count ``n`` more under ``key`` (one value per label)."""
         counts = self.counts
-        counts[key] = counts.get(key, 0) + 1
+        counts[key] = counts.get(key, 0) + n
 
     def get(self, key: tuple[str, ...]) -> int:
         """The total of ``key`` so far (0 if never added to)."""

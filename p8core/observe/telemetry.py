@@ -112,6 +112,8 @@ class Telemetry:
         """Seconds from sending a backend request to its response head."""
         self.publish_latency = Histogram()
         """Seconds from receiving a publish to having written it to every subscriber."""
+        self.plugin_events = LabelledCounts("plugin", "event")
+        """What plugins count of their own work, by plugin name and event."""
         self.ready = False
         """Listeners bound and plugin services started; false again while stopping."""
         self._serial = 0

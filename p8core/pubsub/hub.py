@@ -125,6 +125,10 @@ class Hub:
         #: Called during each item's fan-out (released parked items too), once per format
         #: that has subscribers on the channel, with how many of them received it.
         self.on_delivered: list[Callable[[PublishItem, str, int], None]] = []
+        #: Called when ``publish`` does not deliver an item now, with the reason:
+        #: ``"duplicate"`` (its id was seen), ``"parked"`` (it waits for its prev-id) or
+        #: ``"dropped"`` (it could not be parked).
+        self.on_withheld: list[Callable[[PublishItem, str], None]] = []
 
         # channel -> format -> group; a channel is here only while it has a subscriber.
         self._channels: dict[str, dict[str, _Group]] = {}
@@ -354,6 +358,7 @@ class Hub:
         key = (item.channel, item.id)
         if key in self._ids:
             self.stats.duplicates_dropped += 1
+            self._withheld(item, "duplicate")
             return True
         expiry = now + self.id_cache_ttl
         self._ids[key] = expiry
@@ -383,6 +388,14 @@ class Hub:
                 self._unsubscribed(channel)
 
         self._expire_ids(now)
+
+    def is_parked(self, item: PublishItem) -> bool:
+        """Whether ``item`` itself waits for its predecessor now."""
+        pending = self._parked.get(item.channel)
+        if pending is None or item.prev_id is None:
+            return False
+        parked = pending.get(item.prev_id)
+        return parked is not None and parked.item is item
 
     # ---- internals -----------------------------------------------------------------
 
@@ -454,11 +467,17 @@ class Hub:
             self.stats.parked_dropped += 1
             if not pending:
                 del self._parked[item.channel]
+            self._withheld(item, "dropped")
             return
         parked = _Parked(item)
         pending[prev_id] = parked
         self._park_queue.append((now + self.message_wait, item.channel, prev_id, parked))
         self.stats.parked += 1
+        self._withheld(item, "parked")
+
+    def _withheld(self, item: PublishItem, reason: str) -> None:
+        for listener in self.on_withheld:
+            listener(item, reason)
 
     def _send(self, item: PublishItem) -> int:
         """Deliver a sequenced item, then the chain of parked items that follow it."""

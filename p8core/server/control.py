@@ -1,20 +1,20 @@
 """The HTTP control API: ``POST /publish/`` and ``POST /recover`` (publishing.md §2), and
-the observation endpoints (``/metrics``, ``/healthz``, ``/readyz``)."""
+the read-only views of ``App.control_views`` (``/metrics``, ``/channels/<name>``, …)."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
 
 from ..errors import PublishError, one_line
-from ..observe.endpoints import answer as observation
 from ..proxy.headers import request_body_length
+from ..pubsub.feedback import Feedback
 from .connection import ClientRequest, HttpConnection
+from .views import ControlView, find_view
 
 if TYPE_CHECKING:
     from ..app import App
@@ -37,6 +37,13 @@ def wants_json(accept: bytes | None) -> bool | None:
         elif media in (b"application/json", b"application/*"):
             choice = True
     return choice
+
+
+def wants_verbose(target: bytes) -> bool:
+    """Whether the query asks for the verbose publish answer (``?verbose=1``)."""
+    query = target.partition(b"?")[2]
+    return any(p in (b"verbose", b"verbose=1", b"verbose=true")
+               for p in query.split(b"&"))
 
 
 def _is_loopback(host: str) -> bool:
@@ -62,13 +69,13 @@ class ControlApi:
         if path == "/":
             self._answer(conn, 200, b"p8 API\n")
             return False
-        observed = observation(self.app, req.method, path)
-        if observed is not None:
-            self._answer(conn, *observed)
+        try:
+            found = find_view(self.app.control_views, path)
+        except ValueError:
+            self._answer(conn, 400, b"Path is not UTF-8 once URL-decoded.\n")
             return False
-        view = self.app.control_views.get(path)
-        if view is not None:
-            self._view(conn, req, view)
+        if found is not None:
+            self._view(conn, req, *found)
             return False
         action = self.routes.get(path)
         if action is None:
@@ -96,31 +103,35 @@ class ControlApi:
         body = bytearray()
         async for chunk in conn.body():
             body += chunk
+        verbose = path == "/publish" and (as_json or wants_verbose(req.target))
+        feedback = Feedback() if verbose else None
         try:
-            message = action(bytes(body))
+            message = action(bytes(body), feedback)
         except PublishError as e:
             log.warning("publish_rejected", reason=str(e))
             self._answer(conn, e.status_hint, f"{one_line(str(e))}\n".encode())
             return False
-        if as_json:
+        if feedback is not None:
+            answer = {"message": message, **feedback.report()}
+            self._answer(conn, 200, json.dumps(answer).encode() + b"\n",
+                         [(b"content-type", b"application/json")])
+        elif as_json:
             self._answer(conn, 200, json.dumps({"message": message}).encode() + b"\n",
                          [(b"content-type", b"application/json")])
         else:
             self._answer(conn, 200, f"{message}\n".encode())
         return False
 
-    def _view(self, conn: HttpConnection, req: ClientRequest,
-              view: Callable[[], object]) -> None:
-        """A read-only JSON answer (``GET /workers``), for publishers only when they must
-        authenticate."""
+    def _view(self, conn: HttpConnection, req: ClientRequest, view: ControlView,
+              rest: str) -> None:
+        """A read-only answer; for publishers only, unless the view is public."""
         if req.method != b"GET":
             self._answer(conn, 405, b"Method not allowed: %s.\n" % req.method,
                          [(b"allow", b"GET")])
             return
-        if not self._authorized(conn, req):
+        if not view.public and not self._authorized(conn, req):
             return
-        self._answer(conn, 200, json.dumps(view()).encode() + b"\n",
-                     [(b"content-type", b"application/json")])
+        self._answer(conn, *view.answer(rest))
 
     def _authorized(self, conn: HttpConnection, req: ClientRequest) -> bool:
         """Whether the request may go on; if not, it was answered ``401`` with the reason."""
@@ -135,12 +146,12 @@ class ControlApi:
         self._answer(conn, 401, f"{reason}\n".encode(), [(b"www-authenticate", AUTHENTICATE)])
         return False
 
-    def _publish(self, body: bytes) -> str:
-        count = self.app.publish_body(body)
+    def _publish(self, body: bytes, feedback: Feedback | None) -> str:
+        count = self.app.publish_body(body, feedback)
         log.debug("published", items=count)
         return "Published"
 
-    def _recover(self, body: bytes) -> str:
+    def _recover(self, body: bytes, feedback: Feedback | None) -> str:
         self.app.recover()
         log.info("recovered")
         return "Updated"

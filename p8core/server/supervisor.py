@@ -46,6 +46,7 @@ from ..errors import ConfigError, P8Error
 from ..pubsub.items import PublishItem
 from . import bus
 from .listeners import ClientSockets, bind_client_sockets, bind_tcp
+from .views import ControlView, json_answer
 from .workers import WorkerPlan, lifeline_closed, run_worker
 
 log = structlog.get_logger(component="supervisor")
@@ -153,7 +154,7 @@ class Supervisor:
         self.config_path = app.config_path.resolve()
         app.role = Role.SUPERVISOR
         app.forwarder = self
-        app.control_views["/workers"] = self.view
+        app.control_views["/workers"] = ControlView(lambda rest: json_answer(self.view()))
         app.worker_metrics = self.metrics
         app.on_sighup.append(self.hangup)
         self.workers = [Worker(i) for i in range(1, app.config.server.worker_count + 1)]

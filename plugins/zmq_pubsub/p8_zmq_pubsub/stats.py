@@ -1,4 +1,5 @@
-"""The stats socket's messages, in Pushpin's wire format (spec ``stats.md`` §1). Sans-I/O.
+"""The stats socket's messages, in Pushpin's wire format (spec ``stats.md`` §1), and p8's
+own ``occupancy`` messages (a type name no Pushpin message starts with). Sans-I/O.
 
 A :class:`StatsBook` hears about connections, subscription changes and deliveries as they
 happen, and :meth:`StatsBook.flush` turns what changed since the last flush, and what is
@@ -87,6 +88,14 @@ class StatsBook:
     def changed(self, channel: str) -> None:
         """A channel's subscribers changed, or its subscription ended."""
         self._changed.add(channel)
+
+    def occupied(self, channel: str) -> None:
+        """``channel`` got its first subscriber (it had none, not even a lingering one)."""
+        self._queue("occupancy", {"channel": channel, "event": "occupied"})
+
+    def vacated(self, channel: str) -> None:
+        """``channel``'s last subscription ended (after ``subscription_linger``, if any)."""
+        self._queue("occupancy", {"channel": channel, "event": "vacated"})
 
     def delivered(self, item: PublishItem, fmt: str, count: int) -> None:
         """An item reached ``count`` subscribers taking format ``fmt``."""

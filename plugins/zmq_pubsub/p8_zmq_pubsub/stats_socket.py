@@ -1,5 +1,6 @@
 """The stats socket: a bound PUB socket sending Pushpin's ``conn``, ``sub``, ``message``
-and ``report`` messages, so Pushpin's monitoring tools work against p8 unchanged.
+and ``report`` messages, so Pushpin's monitoring tools work against p8 unchanged, and
+p8's ``occupancy`` messages (a channel's first subscriber came, its last one went).
 
 Events are only noted as they happen (a dict or set update); a flush every
 ``FLUSH_SECONDS`` encodes and sends what changed, so a burst of subscribers costs one
@@ -73,6 +74,8 @@ def _following(app: App, book: StatsBook) -> Iterator[None]:
     telemetry.on_closed.append(book.closed)
     hub.on_changed.append(book.changed)
     hub.on_unsubscribed.append(book.changed)
+    hub.on_subscribed.append(book.occupied)
+    hub.on_unsubscribed.append(book.vacated)
     hub.on_delivered.append(book.delivered)
     try:
         yield
@@ -81,4 +84,6 @@ def _following(app: App, book: StatsBook) -> Iterator[None]:
         telemetry.on_closed.remove(book.closed)
         hub.on_changed.remove(book.changed)
         hub.on_unsubscribed.remove(book.changed)
+        hub.on_subscribed.remove(book.occupied)
+        hub.on_unsubscribed.remove(book.vacated)
         hub.on_delivered.remove(book.delivered)

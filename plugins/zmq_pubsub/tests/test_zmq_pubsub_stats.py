@@ -243,3 +243,27 @@ async def test_pushpins_own_tools_read_the_stats_and_command_sockets(
     assert "sub {'mode': 'stream', 'channel': 'mon', 'subscribers': 1, 'ttl': 60" in seen
     assert called.stdout.decode().splitlines()[-1] == (
         f"success: {{b'command': {command.encode()!r}}}")
+
+
+async def test_occupancy_messages_mark_a_channels_first_and_last_subscriber(
+        ctx: zmq.asyncio.Context, free_endpoint: Callable[[], str]) -> None:
+    endpoint = free_endpoint()
+    config = {"plugins": {"enabled": ["zmq_pubsub", "http_stream"], "zmq_pubsub": {
+        "pull": "", "sub": [], "command": "", "stats": endpoint,
+        "stats_report_interval": 0.1}}}
+    async with run_p8(config) as p8:
+        sub = ctx.socket(zmq.SUB)
+        sub.subscribe(b"report ")
+        sub.subscribe(b"occupancy ")
+        sub.connect(endpoint)
+        await receive(sub, lambda m: m[0] == "report")  # connected: reports arrive
+        source = p8.app.telemetry.instance
+        async with open_stream(p8.bound.port, "/stream?channel=room") as one, \
+                open_stream(p8.bound.port, "/stream?channel=room") as two:
+            for client in (one, two):
+                await client.read_until(b"[stream opened]\n")
+            assert await receive(sub, lambda m: m[0] != "report") == ("occupancy", {
+                "channel": "room", "event": "occupied", "from": source})
+        assert await receive(sub, lambda m: m[0] != "report") == ("occupancy", {
+            "channel": "room", "event": "vacated", "from": source}), "once, for both"
+        sub.close(linger=0)
