@@ -112,6 +112,9 @@ class Hub:
         #: Called during each item's fan-out (released parked items too), once per format
         #: that has subscribers on the channel, with how many of them received it.
         self.on_delivered: list[Callable[[PublishItem, str, int], None]] = []
+        #: Called with each item that passed de-duplication and ordering, just before its
+        #: fan-out (released parked items too), whether or not its channel has subscribers.
+        self.on_sent: list[Callable[[PublishItem], None]] = []
 
         # channel -> format -> group; a channel is here only while it has a subscriber.
         self._channels: dict[str, dict[str, _Group]] = {}
@@ -392,6 +395,8 @@ class Hub:
 
     def _fan_out(self, item: PublishItem) -> int:
         """Hand ``item`` to each subscriber of its channel that takes one of its formats."""
+        for sent in self.on_sent:
+            sent(item)
         groups = self._channels.get(item.channel)
         n = 0
         if groups is not None:

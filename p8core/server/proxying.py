@@ -334,11 +334,18 @@ class Proxy:
                               req.ssl)
         hub = self.app.hub
         last_ids = {c.name: hub.last_id(c.name) for c in instruct.channels}
-        exchange = HeldExchange(self.app, conn, mode(Hold(instruct, request, route, last_ids)))
+        hold = Hold(instruct, request, route, last_ids)
+        replay = [item for offered in self.app.pm.hook.p8_hold_replay(
+                      app=self.app, hold=hold, format=mode.format) for item in offered]
+        if replay:
+            # The replay brings its channels up to date: no prev-id of theirs is behind.
+            caught_up = {item.channel: None for item in replay}
+            hold = dataclasses.replace(hold, last_ids={**last_ids, **caught_up})
+        exchange = HeldExchange(self.app, conn, mode(hold))
         self.app.metrics.holds_started += 1
         self.app.metrics.rejected_subscriptions += instruct.dropped_channels
         self._log(req, route, instruct.status, started, hold=name)
-        exchange.start([c.name for c in instruct.channels])
+        exchange.start([c.name for c in instruct.channels], replay)
         return False
 
     def _origin_failed(self, conn: HttpConnection, req: ClientRequest, route: Route,
