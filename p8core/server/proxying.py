@@ -304,7 +304,9 @@ class Proxy:
             conn.respond(400, b"Request too large to accept GRIP instruct.\n")
             self._log(req, route, 400, started)
             return True
-        url = f"{'https' if req.ssl else 'http'}://{req.host or 'localhost'}{req.path}"
+        # Relative links resolve against the Host header as sent, port included.
+        host = (req.header(b"host") or b"localhost").decode("latin-1")
+        url = f"{'https' if req.ssl else 'http'}://{host}{req.path}"
         try:
             instruct = parse_instruct(resp.status, resp.reason, resp.headers, body,
                                       request_url=url, channel_prefix=route.prefix,
