@@ -136,6 +136,7 @@ class App:
         self._http_client: httpx.AsyncClient | None = None
         self.proxy: Proxy
         self.timers: TimerWheel
+        pm.hook.p8_configure(app=self)
 
     @classmethod
     def from_file(cls, path: Path | None) -> App:

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from .commands import Command
     from .config import Config, ConfigSection
     from .connector import Connector
-    from .hold import HoldMode
-    from .pubsub.items import PublishFormat
+    from .hold import Hold, HoldMode
+    from .pubsub.items import PublishFormat, PublishItem
     from .transport import ClientTransport
 
 hookspec = pluggy.HookspecMarker("p8")
@@ -31,6 +31,20 @@ Service = Callable[[], Awaitable[None]]
 
 
 # ---- start-up, before the config file is read -------------------------------------------
+
+@hookspec(historic=True)
+def p8_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
+    """Add hookspecs of a plugin's own, so that other plugins can extend it.
+
+    Called once the enabled plugins are registered, before their hooks are checked: a
+    plugin calls ``pluginmanager.add_hookspecs(module)`` with a module of ``@hookspec``
+    functions (marked with ``pluggy.HookspecMarker("p8")``), and other plugins implement
+    them with ``@hookimpl`` as they do the core's. Historic: a plugin registered later
+    is called too.
+
+    :param pluginmanager: the application's plugin manager.
+    """
+
 
 @hookspec
 def p8_config_sections() -> Sequence[ConfigSection]:
@@ -104,7 +118,38 @@ def p8_register_commands(config: Config) -> Sequence[Command]:
     """
 
 
+@hookspec
+def p8_configure(app: App) -> None:
+    """The application is built: set up per-application state, attach to ``app.hub``,
+    check settings that span several tables.
+
+    Called once per :class:`App`, before anything listens (``p8 check`` calls it too);
+    ``app.role`` is not yet known. A plugin may register a per-application object of
+    ``@hookimpl`` methods with ``app.pm.register``. Raising ``ConfigError`` stops start-up.
+
+    :param app: the application: config, hub, metrics, plugin manager.
+    """
+
+
 # ---- running -----------------------------------------------------------------------------
+
+@hookspec
+def p8_hold_replay(app: App, hold: Hold, format: str) -> Sequence[PublishItem]:
+    """Offer items a hold missed, delivered to it at once when it starts.
+
+    Called as each hold starts, before its mode is built. The items go to the exchange in
+    order (each offer after the other), right after the mode's ``start`` actions and
+    before anything published later; ``format`` is the one the hold's mode takes. An item
+    of a channel with a ``prev-id`` must follow it as a live item would (its ``prev-id``
+    equal to the id before it). A channel with items offered here counts as up to date
+    for the mode: its ``Hold.last_ids`` entry is ``None``.
+
+    :param app: the running application.
+    :param hold: the instruction, the client request and the route of the new hold.
+    :param format: the publish format the hold takes (``http-stream``, ...).
+    :returns: the items to deliver, oldest first; none when there is nothing to replay.
+    """
+
 
 @hookspec
 def p8_services(app: App) -> Sequence[Service]:

@@ -45,6 +45,7 @@ def make_plugin_manager(enabled: Sequence[str] | None, source: str,
         pm.load_setuptools_entrypoints("p8")
         for plugin in extra:
             pm.register(plugin, name=getattr(plugin, "__name__", type(plugin).__name__))
+        pm.hook.p8_add_hookspecs.call_historic(kwargs={"pluginmanager": pm})
         pm.check_pending()
     except pluggy.PluginValidationError as e:
         raise PluginError(f"plugin {pm.get_name(e.plugin)!r}: {e}") from None

@@ -22,12 +22,14 @@ from p8core import (
     HoldMode,
     OriginRequest,
     OriginResponse,
+    PluginError,
     PublishError,
     PublishFormat,
     PublishItem,
     SendBody,
     SendHead,
     hookimpl,
+    hookspec,
     parse_table,
 )
 from p8core.app import App
@@ -308,3 +310,76 @@ async def test_a_slow_subscriber_is_closed_and_counted_others_unharmed() -> None
                 assert got == 60 * 100_000, "the reading client got every item"
                 assert p8.app.metrics.slow_clients_closed == 1
                 assert p8.app.hub.subscriber_count("bulk") == 1
+
+
+class Sent:
+    """Keeps the channel of every item the hub sends; refuses ``max_channel_name = 3``."""
+
+    @hookimpl
+    def p8_configure(self, app: App) -> None:
+        if app.config.pubsub.max_channel_name == 3:
+            raise ConfigError(app.config.source, "pubsub.max_channel_name", "too short here")
+        self.channels: list[str] = []
+        app.hub.on_sent.append(lambda item: self.channels.append(item.channel))
+
+
+async def test_hook_p8_configure() -> None:
+    sent = Sent()
+    async with run_p8(plugins=[LoudPlugin(), sent]) as p8:
+        await publish(p8, {"channel": "nobody-listens", "formats": {"shout": {"text": "a"}}})
+    assert sent.channels == ["nobody-listens"]
+    with pytest.raises(ConfigError, match=r"^p8.toml: pubsub.max_channel_name: too short"):
+        App.from_raw({"pubsub": {"max_channel_name": 3}}, "p8.toml", plugins=[Sent()])
+
+
+class Rerun:
+    """Replays the last shout of each channel to every new ``loud`` hold."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, PublishItem] = {}
+
+    @hookimpl
+    def p8_configure(self, app: App) -> None:
+        app.hub.on_sent.append(lambda item: self.last.__setitem__(item.channel, item))
+
+    @hookimpl
+    def p8_hold_replay(self, hold: Any, format: str) -> list[PublishItem]:
+        return [self.last[c.name] for c in hold.instruct.channels
+                if c.name in self.last and format in self.last[c.name].formats]
+
+
+async def test_hook_p8_hold_replay() -> None:
+    async with run_origin(lambda r: _hold_loud("room")) as origin, \
+            run_p8({"routes": [{"target": origin.target}]},
+                   plugins=[LoudPlugin(), Rerun()]) as p8, httpx.AsyncClient() as client:
+        await publish(p8, {"channel": "room", "formats": {"shout": {"text": "missed"}}})
+        async with client.stream("GET", f"{p8.url}/x") as resp:
+            chunks = resp.aiter_raw()
+            with anyio.fail_after(5):
+                assert await anext(chunks) + await anext(chunks) == b"ready\nMISSED\n"
+
+
+class Greeting:
+    """A hookspec of a plugin's own (``p8_demo_greeting``), added through
+    ``p8_add_hookspecs``."""
+
+    @hookspec
+    def p8_demo_greeting(self, name: str) -> str:  # type: ignore[empty-body]
+        """Greet ``name``."""
+
+    @hookimpl
+    def p8_add_hookspecs(self, pluginmanager: Any) -> None:
+        pluginmanager.add_hookspecs(Greeting)
+
+
+class Greeter:
+    @hookimpl
+    def p8_demo_greeting(self, name: str) -> str:
+        return f"hello {name}"
+
+
+def test_hook_p8_add_hookspecs() -> None:
+    app = App.from_raw({}, plugins=[Greeter(), Greeting()])
+    assert app.pm.hook.p8_demo_greeting(name="p8") == ["hello p8"]
+    with pytest.raises(PluginError, match="p8_demo_greeting"):
+        App.from_raw({}, plugins=[Greeter()])

@@ -245,6 +245,23 @@ def test_on_delivered_reports_each_item_and_format() -> None:
     assert hub.stats.delivered_by_format == {STREAM: 6, WS: 1}
 
 
+def test_on_sent_sees_each_item_once_in_the_order_it_is_sent() -> None:
+    """Subscribed or not, parked and released (in time or late), never a duplicate nor
+    an item dropped by ordering."""
+    sent: list[str | None] = []
+    hub = hub_with(FakeSubscriber(), message_wait=5.0)
+    hub.on_sent.append(lambda it: sent.append(it.id))
+    hub.publish(item("0", channel="nobody"), 0.0)
+    hub.publish(item("1"), 0.0)
+    hub.publish(item("1"), 0.0)  # a duplicate
+    hub.publish(item("3", "2"), 0.0)  # parked
+    hub.publish(item("9", "2"), 0.0)  # same prev-id already parked: dropped
+    hub.publish(item("2", "1"), 0.0)  # releases 3
+    hub.publish(item("5", "4"), 0.0)  # parked until message_wait
+    hub.tick(6.0)
+    assert sent == ["0", "1", "2", "3", "5"]
+
+
 def test_on_changed_and_counts_follow_every_subscriber() -> None:
     hub = Hub()
     changed: list[str] = []

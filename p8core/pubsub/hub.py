@@ -129,6 +129,9 @@ class Hub:
         #: ``"duplicate"`` (its id was seen), ``"parked"`` (it waits for its prev-id) or
         #: ``"dropped"`` (it could not be parked).
         self.on_withheld: list[Callable[[PublishItem, str], None]] = []
+        #: Called with each item that passed de-duplication and ordering, just before its
+        #: fan-out (released parked items too), whether or not its channel has subscribers.
+        self.on_sent: list[Callable[[PublishItem], None]] = []
 
         # channel -> format -> group; a channel is here only while it has a subscriber.
         self._channels: dict[str, dict[str, _Group]] = {}
@@ -503,6 +506,8 @@ class Hub:
 
     def _fan_out(self, item: PublishItem) -> int:
         """Hand ``item`` to each subscriber of its channel that takes one of its formats."""
+        for sent in self.on_sent:
+            sent(item)
         if self._patterns:
             matched = [*self._trie.matches(item.channel)]
             if matched:

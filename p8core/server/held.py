@@ -53,13 +53,16 @@ class HeldExchange:
         self.done = False
         self.fetching = False
 
-    def start(self, channels: Sequence[str]) -> None:
-        """Subscribe, then run the mode's first actions."""
+    def start(self, channels: Sequence[str], replay: Sequence[PublishItem] = ()) -> None:
+        """Subscribe, run the mode's first actions, then deliver ``replay`` (items the
+        client missed, see ``p8_hold_replay``) before anything published later."""
         self.app.held.add(self)
         self.conn.on_gone = self.client_gone
         self.conn.on_shutdown = self.shutdown
         self._subscribe(channels)
         self._event(self.mode.start)
+        for item in replay:
+            self.deliver(item)
 
     # ---- events -----------------------------------------------------------------------------
 

@@ -304,7 +304,9 @@ class Proxy:
             conn.respond(400, b"Request too large to accept GRIP instruct.\n")
             self._log(req, route, 400, started)
             return True
-        url = f"{'https' if req.ssl else 'http'}://{req.host or 'localhost'}{req.path}"
+        # Relative links resolve against the Host header as sent, port included.
+        host = (req.header(b"host") or b"localhost").decode("latin-1")
+        url = f"{'https' if req.ssl else 'http'}://{host}{req.path}"
         try:
             instruct = parse_instruct(resp.status, resp.reason, resp.headers, body,
                                       request_url=url, channel_prefix=route.prefix,
@@ -334,11 +336,18 @@ class Proxy:
                               req.ssl)
         hub = self.app.hub
         last_ids = {c.name: hub.last_id(c.name) for c in instruct.channels}
-        exchange = HeldExchange(self.app, conn, mode(Hold(instruct, request, route, last_ids)))
+        hold = Hold(instruct, request, route, last_ids)
+        replay = [item for offered in self.app.pm.hook.p8_hold_replay(
+                      app=self.app, hold=hold, format=mode.format) for item in offered]
+        if replay:
+            # The replay brings its channels up to date: no prev-id of theirs is behind.
+            caught_up = {item.channel: None for item in replay}
+            hold = dataclasses.replace(hold, last_ids={**last_ids, **caught_up})
+        exchange = HeldExchange(self.app, conn, mode(hold))
         self.app.metrics.holds_started += 1
         self.app.metrics.rejected_subscriptions += instruct.dropped_channels
         self._log(req, route, instruct.status, started, hold=name)
-        exchange.start([c.name for c in instruct.channels])
+        exchange.start([c.name for c in instruct.channels], replay)
         return False
 
     def _origin_failed(self, conn: HttpConnection, req: ClientRequest, route: Route,

@@ -552,3 +552,18 @@ async def test_head_request_gets_the_head_and_the_connection_goes_on() -> None:
                 await publish(p8, item("h", "after head\n"))
                 assert await anext(chunks) == b"after head\n"
         assert p8.app.metrics.connections == 1, "both requests on one connection"
+
+
+async def test_relative_next_link_keeps_the_port_of_the_host_header() -> None:
+    """``Host: 127.0.0.1:<port>``: a relative next link is fetched from p8's route on that
+    port, not from port 80 of the same host."""
+    def answer(request: SeenRequest) -> Reply:
+        link = ("Grip-Link", "</next>; rel=next; timeout=1")
+        return hold(link, body=b"tick\n" if request.target == b"/next" else b"start\n")
+
+    async with run_origin(answer) as origin, run_p8(p8_config(origin.target)) as p8, \
+            httpx.AsyncClient() as client, client.stream("GET", f"{p8.url}/start") as resp:
+        chunks = resp.aiter_raw()
+        with anyio.fail_after(5):
+            assert await anext(chunks) == b"start\n"
+            assert await anext(chunks) == b"tick\n"
