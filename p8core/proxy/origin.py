@@ -1,4 +1,4 @@
-"""The ``http``/``https`` origin connector: a pooled HTTP/1.1 client on h11 and anyio.
+"""The ``http``/``https`` origin connector: a pooled HTTP/1.1 client on h11 and asyncio.
 
 This is p8's hot path to the backend, so it avoids per-request tasks and extra copies:
 a request without a body, or with a small body of known length (read first), is one
@@ -9,6 +9,7 @@ read) is seen while the body is still being uploaded.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import ssl
@@ -20,9 +21,9 @@ from urllib.parse import urlsplit
 
 import anyio
 import h11
-from anyio.abc import ByteStream, SocketAttribute
 
 from ..connector import Connector, OriginError, OriginRequest, OriginResponse, OriginTimeout
+from .stream import OriginStream, open_origin_stream
 
 if TYPE_CHECKING:
     from .routes import Route
@@ -49,7 +50,7 @@ class _Conn:
 
     __slots__ = ("h11", "idle_since", "stream")
 
-    def __init__(self, stream: ByteStream) -> None:
+    def __init__(self, stream: OriginStream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_SIZE)
         self.idle_since = 0.0
@@ -115,7 +116,7 @@ class HttpConnector(Connector):
         elif length:
             payload = await self._read_small_body(req.body, length)
         try:
-            with anyio.fail_after(timeout):
+            async with asyncio.timeout(timeout):
                 return await self._send_buffered(event, payload)
         except TimeoutError:
             raise self._timed_out() from None
@@ -126,7 +127,7 @@ class HttpConnector(Connector):
         idle = list(self._idle)
         self._idle.clear()
         for conn in idle:
-            await _close(conn)
+            _close(conn)
 
     def _request_event(self, req: OriginRequest, has_body: bool) -> h11.Request:
         """The h11 request event: the caller's headers plus the body framing p8 chose,
@@ -167,20 +168,20 @@ class HttpConnector(Connector):
 
     async def _send_buffered(self, event: h11.Request, payload: bytes) -> _Response:
         """A request whose body (if any) is in memory; a stale connection is retried once."""
-        conn = await self._take()
+        conn = self._take()
         if conn is not None:
             try:
                 return await self._exchange(conn, event, None, 0.0, payload=payload,
                                             retryable=True)
             except _Stale:
-                await self._discard_idle(conn.idle_since)
+                self._discard_idle(conn.idle_since)
         return await self._exchange(await self._connect(), event, None, 0.0, payload=payload,
                                     retryable=False)
 
     async def _send_with_body(self, event: h11.Request, body: AsyncIterator[bytes],
                               timeout: float) -> _Response:
         """A request with a body; a pooled connection is checked before it is used."""
-        conn = await self._take()
+        conn = self._take()
         if conn is not None:
             if _looks_alive(conn):
                 try:
@@ -188,8 +189,8 @@ class HttpConnector(Connector):
                 except _Stale:
                     pass
             else:
-                await _close(conn)
-            await self._discard_idle(conn.idle_since)
+                _close(conn)
+            self._discard_idle(conn.idle_since)
         try:
             with anyio.fail_after(timeout):
                 conn = await self._connect()
@@ -228,7 +229,7 @@ class HttpConnector(Connector):
             else:
                 head = await self._upload(conn, body, timeout)
         except BaseException:
-            await _close(conn)
+            _close(conn)
             raise
         return _Response(self, conn, head)
 
@@ -324,19 +325,13 @@ class HttpConnector(Connector):
 
     async def _connect(self) -> _Conn:
         """A new connection to the target (TLS for https)."""
-        stream: ByteStream
         try:
-            if self._ssl is None:
-                stream = await anyio.connect_tcp(self.host, self.port)
-            else:
-                stream = await anyio.connect_tcp(
-                    self.host, self.port, tls=True, ssl_context=self._ssl,
-                    tls_hostname=self.host, tls_standard_compatible=False)
-        except _STREAM_ERRORS as exc:
+            stream = await open_origin_stream(self.host, self.port, self._ssl)
+        except OSError as exc:
             raise OriginError(f"cannot reach {self.target}: {_reason(exc)}") from None
         return _Conn(stream)
 
-    async def _take(self) -> _Conn | None:
+    def _take(self) -> _Conn | None:
         """The most recently used idle connection, unless it has been idle too long."""
         idle = self._idle
         if not idle:
@@ -346,13 +341,13 @@ class HttpConnector(Connector):
         expired = list(idle)
         idle.clear()
         for conn in expired:
-            await _close(conn)
+            _close(conn)
         return None
 
-    async def _release(self, conn: _Conn) -> None:
+    def _release(self, conn: _Conn) -> None:
         """Pool a connection that finished its exchange, closing the oldest if full."""
         if self._closed or self.max_idle <= 0:
-            await _close(conn)
+            _close(conn)
             return
         idle = self._idle
         now = time.monotonic()
@@ -363,16 +358,16 @@ class HttpConnector(Connector):
                         or now - idle[0].idle_since > self.idle_timeout):
             expired.append(idle.popleft())
         for old in expired:
-            await _close(old)
+            _close(old)
 
-    async def _discard_idle(self, since: float) -> None:
+    def _discard_idle(self, since: float) -> None:
         """Close idle connections pooled no later than a stale one: likely stale too."""
         idle = self._idle
         expired: list[_Conn] = []
         while idle and idle[0].idle_since <= since:
             expired.append(idle.popleft())
         for old in expired:
-            await _close(old)
+            _close(old)
 
 
 class _Response(OriginResponse):
@@ -428,14 +423,14 @@ class _Response(OriginResponse):
                 pass
         if h.our_state is h11.DONE and h.their_state is h11.DONE:
             h.start_next_cycle()
-            await self._connector._release(conn)
+            self._connector._release(conn)
         else:
-            await _close(conn)
+            _close(conn)
 
 
-async def _close(conn: _Conn) -> None:
-    """Close a connection at once, even inside a cancelled scope."""
-    await anyio.aclose_forcefully(conn.stream)
+def _close(conn: _Conn) -> None:
+    """Close a connection at once."""
+    conn.stream.abort()
 
 
 def _looks_alive(conn: _Conn) -> bool:
@@ -444,9 +439,10 @@ def _looks_alive(conn: _Conn) -> bool:
     One non-blocking ``MSG_PEEK`` on the socket; used before sending a request body,
     which cannot be replayed if the connection turns out to be stale.
     """
-    try:
-        raw = conn.stream.extra(SocketAttribute.raw_socket)
-    except anyio.TypedAttributeLookupError:
+    if conn.stream.ended:
+        return False
+    raw = conn.stream.raw_socket()
+    if raw is None:
         return True
     peek = socket.socket(raw.family, raw.type, raw.proto, raw.fileno())
     try:
@@ -482,8 +478,6 @@ def _reason(exc: BaseException) -> str:
         if cause is None:
             return "connection broken"
         exc = cause
-    elif str(exc) == "All connection attempts failed" and cause is not None:
-        exc = cause.exceptions[0] if isinstance(cause, BaseExceptionGroup) else cause
     if isinstance(exc, ssl.SSLError):
         text = str(exc)
     elif isinstance(exc, socket.gaierror):
