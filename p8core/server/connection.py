@@ -140,6 +140,8 @@ class HttpConnection(asyncio.Protocol):
         self._buffer = bytearray()
         self._eof = False
         self._head_late = False
+        self._head_since: float | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
         self._lingering = False
         self._paused = False
         self._readable: asyncio.Future[None] | None = None
@@ -171,6 +173,9 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         self._eof = True
         self._wake_reader()
         if self._writable is not None and not self._writable.done():
@@ -221,6 +226,11 @@ class HttpConnection(asyncio.Protocol):
     async def _request_head(self) -> Any:
         """The next request's first event, within ``head_timeout`` of starting to wait.
 
+        One timer per connection serves every wait: it is armed when a wait begins and
+        none is pending, and when it fires it either ends a wait that is late or is armed
+        again for the current wait's rest (so a busy keep-alive connection arms one about
+        every ``head_timeout``, not one per request).
+
         :raises HeadTimeout: the head did not arrive whole in time.
         """
         event = self.h11.next_event()
@@ -228,16 +238,28 @@ class HttpConnection(asyncio.Protocol):
             return event
         if not self.head_timeout:
             return await self.next_event()
-        timer = asyncio.get_running_loop().call_later(self.head_timeout, self._head_expired)
+        loop = asyncio.get_running_loop()
+        self._head_since = loop.time()
+        if self._head_timer is None:
+            self._head_timer = loop.call_later(self.head_timeout, self._check_head)
         try:
             return await self.next_event()
         finally:
-            timer.cancel()
+            self._head_since = None
             self._head_late = False
 
-    def _head_expired(self) -> None:
-        self._head_late = True
-        self._wake_reader()
+    def _check_head(self) -> None:
+        self._head_timer = None
+        since = self._head_since
+        if since is None:
+            return
+        loop = asyncio.get_running_loop()
+        rest = since + self.head_timeout - loop.time()
+        if rest > 0:
+            self._head_timer = loop.call_later(rest, self._check_head)
+        else:
+            self._head_late = True
+            self._wake_reader()
 
     async def body(self) -> AsyncIterator[bytes]:
         """Yield the current request's body as it arrives (answering ``Expect``)."""
