@@ -209,26 +209,14 @@ class Hub:
         """
         prefix = pattern_prefix(channel) if wildcard else None
         if prefix is not None:
-            self._unsubscribe_pattern(channel, prefix, sub)
+            if self._remove(self._patterns, prefix, channel, sub):
+                self._trie.remove(prefix)
+                if channel not in self._channels and channel not in self._linger:
+                    for listener in self.on_unsubscribed:
+                        listener(channel)
             return
-        groups = self._channels.get(channel)
-        if groups is None:
+        if not self._remove(self._channels, channel, channel, sub):
             return
-        fmt = sub.format
-        group = groups.get(fmt)
-        if group is None or sub not in group.subs:
-            return
-        del group.subs[sub]
-        group.snapshot = None
-        self._removals += 1
-        for changed in self.on_changed:
-            changed(channel)
-        if group.subs:
-            return
-        del groups[fmt]
-        if groups:
-            return
-        del self._channels[channel]
         if linger and self.subscription_linger > 0:
             deadline = now + self.subscription_linger
             self._linger[channel] = deadline
@@ -422,27 +410,32 @@ class Hub:
         pattern = self._patterns.get(prefix) if prefix is not None else None
         return [g for g in (self._channels.get(name), pattern) if g is not None]
 
-    def _unsubscribe_pattern(self, name: str, prefix: str, sub: Subscriber) -> None:
-        groups = self._patterns.get(prefix)
+    def _remove(self, table: dict[str, dict[str, _Group]], key: str, name: str,
+                sub: Subscriber) -> bool:
+        """Take ``sub`` out of ``table[key]`` (a channel's or a pattern's groups), telling
+        ``on_changed`` about ``name``.
+
+        :returns: True when that left ``key`` without any subscriber (its entry is gone).
+        """
+        groups = table.get(key)
+        if groups is None:
+            return False
         fmt = sub.format
-        group = groups.get(fmt) if groups is not None else None
-        if groups is None or group is None or sub not in group.subs:
-            return
+        group = groups.get(fmt)
+        if group is None or sub not in group.subs:
+            return False
         del group.subs[sub]
         group.snapshot = None
         self._removals += 1
         for changed in self.on_changed:
             changed(name)
         if group.subs:
-            return
+            return False
         del groups[fmt]
         if groups:
-            return
-        del self._patterns[prefix]
-        self._trie.remove(prefix)
-        if name not in self._channels and name not in self._linger:
-            for listener in self.on_unsubscribed:
-                listener(name)
+            return False
+        del table[key]
+        return True
 
     def _expire_ids(self, now: float) -> None:
         queue = self._id_queue
