@@ -98,6 +98,13 @@ class HeadTimeout(Exception):
 class HttpConnection(asyncio.Protocol):
     """A client connection speaking HTTP/1.x through h11."""
 
+    # Slots: one of these lives for every client connection, held ones included.
+    __slots__ = ("_buffer", "_chunked", "_eof", "_head_late", "_head_since", "_head_timer",
+                 "_lingering", "_paused", "_readable", "_writable", "closed", "h11",
+                 "handler", "head_timeout", "head_too_large", "id", "max_header_size",
+                 "method", "metrics", "on_close", "on_gone", "on_shutdown", "peer", "route",
+                 "shaper", "spawn", "ssl", "traffic", "transport", "transport_name")
+
     def __init__(self, handler: Handler, spawn: Callable[..., Any], *,
                  max_header_size: int, on_close: Callable[[HttpConnection], None],
                  metrics: Metrics, ssl: bool = False, head_too_large: int = 431,
@@ -173,9 +180,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._stop_head_timer()
         self._eof = True
         self._wake_reader()
         if self._writable is not None and not self._writable.done():
@@ -247,6 +252,11 @@ class HttpConnection(asyncio.Protocol):
         finally:
             self._head_since = None
             self._head_late = False
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
 
     def _check_head(self) -> None:
         self._head_timer = None
@@ -407,6 +417,7 @@ class HttpConnection(asyncio.Protocol):
                 request = ClientRequest(event.method, event.target, list(event.headers),
                                         event.http_version, self.peer, self.ssl)
                 if not await self.handler(self, request):
+                    self._stop_head_timer()  # a hold owns the connection, maybe for long
                     return
         except h11.RemoteProtocolError as e:
             self._reject(e)
