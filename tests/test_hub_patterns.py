@@ -101,6 +101,7 @@ def test_pattern_is_announced_by_its_name_once() -> None:
     assert hub.subscribe("news.*", a, 0, wildcard=True)
     assert not hub.subscribe("news.*", b, 0, wildcard=True)
     assert hub.subscriber_count("news.*") == 2 and hub.subscribers("news.*") == [a, b]
+    assert hub.is_subscribed("news.*") and not hub.is_subscribed("news.a")
     # The literal channel of the same name shares the announcement.
     assert not hub.subscribe("news.*", a, 0)
     hub.unsubscribe("news.*", a, 0, wildcard=True)
@@ -108,6 +109,7 @@ def test_pattern_is_announced_by_its_name_once() -> None:
     hub.unsubscribe("news.*", a, 0)
     assert events == ["~news.*", "+news.*", "~news.*", "~news.*", "~news.*", "~news.*",
                       "~news.*", "-news.*"]
+    assert not hub.is_subscribed("news.*")
 
 
 def test_unsubscribing_cleans_up_fully() -> None:

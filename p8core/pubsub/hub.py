@@ -295,8 +295,10 @@ class Hub:
         }
 
     def is_subscribed(self, channel: str) -> bool:
-        """Whether ``channel`` has a subscriber or a lingering subscription."""
-        return channel in self._channels or channel in self._linger
+        """Whether ``channel`` has a subscriber or a lingering subscription, or is the name
+        of a subscribed pattern."""
+        return (channel in self._channels or channel in self._linger
+                or (bool(self._patterns) and self._pattern_named(channel)))
 
     # ---- last ids ------------------------------------------------------------------
 
