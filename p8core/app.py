@@ -198,8 +198,13 @@ class App:
     def route_signer(self, iss: str | None, key: str | None) -> Signer | None:
         """The signer for a route: its own when it sets both ``sig_iss`` and ``sig_key``."""
         if iss and key:
-            found = self._route_signers.get((iss, key))
-            return found or _signer(self.config, iss, key, "sig_key")
+            # Not found: a route a reload removed, for an exchange held since. Its signer is
+            # built once and kept until the next reload rebuilds the table from the routes.
+            found = (self._route_signers.get((iss, key))
+                     or _signer(self.config, iss, key, "sig_key"))
+            if found is not None:
+                self._route_signers[(iss, key)] = found
+            return found
         return self.signer
 
     def http_client(self) -> httpx.AsyncClient:

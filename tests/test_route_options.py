@@ -30,3 +30,15 @@ async def test_route_log_level_sets_the_level_of_its_request_lines() -> None:
             await client.get(f"{p8.url}/")
     levels = [(e["path"], e["log_level"]) for e in logs if e["event"] == "request"]
     assert levels == [("/health", "debug"), ("/", "info")]
+
+
+def test_a_route_signer_outlives_its_route_until_the_next_reload() -> None:
+    app = App.from_raw({"routes": [{"target": "test", "sig_iss": "me", "sig_key": "s1"}]})
+    signer = app.route_signer("me", "s1")
+    assert signer is not None and signer is app.route_signer("me", "s1")
+    # A reload drops the route; an exchange held from before still signs its requests,
+    # with one signer built for it, not one per request.
+    app.reconfigure(App.from_raw({"routes": [{"target": "test"}]}).config)
+    kept = app.route_signer("me", "s1")
+    assert kept is not None and kept is app.route_signer("me", "s1")
+    assert app.route_signer(None, None) is app.signer
