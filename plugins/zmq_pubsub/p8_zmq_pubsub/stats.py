@@ -73,6 +73,7 @@ class StatsBook:
         self._channels: dict[str, _Channel] = {}
         self._channels_due: deque[tuple[float, str]] = deque()
         self._reported_at, self._reported = now, totals
+        self._requests_seen, self._deliveries_seen = totals.requests, totals.deliveries
 
     # ---- events, as they happen -----------------------------------------------------------
 
@@ -104,6 +105,21 @@ class StatsBook:
             if item.id is not None:
                 fields["item-id"] = item.id
             self._queue("message", {**fields, "transport": fmt, "count": count})
+
+    def activity(self, requests: int, deliveries: int) -> None:
+        """Queue ``activity`` (client requests and deliveries) and ``counts`` (requests)
+        for what happened since the last call; nothing when nothing did.
+
+        :param requests: client requests received since start-up.
+        :param deliveries: items written to subscribers since start-up.
+        """
+        new_requests = requests - self._requests_seen
+        count = new_requests + deliveries - self._deliveries_seen
+        self._requests_seen, self._deliveries_seen = requests, deliveries
+        if count:
+            self._queue("activity", {"count": count})
+        if new_requests:
+            self._queue("counts", {"requests-received": new_requests})
 
     # ---- flushing -------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
-"""The stats socket: a bound PUB socket sending Pushpin's ``conn``, ``sub``, ``message``
-and ``report`` messages, so Pushpin's monitoring tools work against p8 unchanged, and
-p8's ``occupancy`` messages (a channel's first subscriber came, its last one went).
+"""The stats socket: a bound PUB socket sending Pushpin's ``conn``, ``sub``, ``message``,
+``activity``, ``counts`` and ``report`` messages, so Pushpin's monitoring tools work against
+p8 unchanged, and p8's ``occupancy`` messages (a channel's first subscriber came, its last
+one went).
 
 Events are only noted as they happen (a dict or set update); a flush every
 ``FLUSH_SECONDS`` encodes and sends what changed, so a burst of subscribers costs one
@@ -51,6 +52,7 @@ async def publish_stats(app: App, settings: ZmqSettings) -> None:
                 if now >= next_report:
                     book.report(now, totals(app), telemetry.take_peak())
                     next_report = now + settings.stats_report_interval
+                book.activity(app.metrics.requests, app.hub.stats.delivered)
                 for message in book.flush(now, app.hub):
                     try:
                         sock.send(message, zmq.NOBLOCK)

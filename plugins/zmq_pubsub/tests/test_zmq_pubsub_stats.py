@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 import tnetstring
 import zmq
@@ -156,6 +157,17 @@ def test_messages_reports_json_and_the_bound() -> None:
     assert stats.dropped == 2, "the oldest messages beyond the bound are dropped and counted"
 
 
+def test_activity_and_counts_say_what_happened_since_the_last_flush() -> None:
+    stats = book(totals=replace(ZERO, requests=10, deliveries=100))
+    stats.activity(12, 105)
+    stats.activity(12, 105)
+    stats.activity(12, 107)
+    assert flush(stats, 1.0) == [
+        ("activity", {"count": 7, "from": "p8_1"}),
+        ("counts", {"requests-received": 2, "from": "p8_1"}),
+        ("activity", {"count": 2, "from": "p8_1"})]
+
+
 def test_settings_are_checked() -> None:
     for key, value, problem in (("stats", "localhost:1", "is not a ZeroMQ endpoint"),
                                 ("command", "5563", "is not a ZeroMQ endpoint"),
@@ -208,6 +220,12 @@ async def test_stats_socket_reports_a_client_as_it_comes_and_goes(
             ("conn", {"id": conn_id, "unavailable": True, "from": source}),
             ("sub", {"mode": "stream", "channel": "news", "unavailable": True,
                      "from": source})]
+        async with httpx.AsyncClient() as plain:
+            await plain.get(f"{p8.url}/")
+        assert await receive(sub, lambda m: m[0] in ("activity", "counts")) == (
+            "activity", {"count": 1, "from": source})
+        assert await receive(sub, lambda m: m[0] == "counts") == (
+            "counts", {"requests-received": 1, "from": source})
         sub.close(linger=0)
 
 
