@@ -65,6 +65,10 @@ class ServerConfig:
     file's directory."""
     tls_key: str = ""
     """PEM file with the certificate's private key; empty: it is in ``tls_cert``."""
+    tls_cert_dir: str = ""
+    """A directory of per-host certificates, relative to the config file's directory: a
+    client that names host H (SNI) gets ``H.crt`` (key in ``H.key`` or the same file), or
+    else ``*.<H's parent domain>.crt``; other clients get ``tls_cert``. Read at start."""
     unix_listen: tuple[str, ...] = ()
     """Unix socket paths for clients (e.g. a front web server on the same machine),
     relative to the config file's directory."""

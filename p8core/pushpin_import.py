@@ -195,8 +195,7 @@ def _server(reader: _Reader, out: Imported) -> None:
         out.set("server", "tls_listen", tls)
         out.set("server", "tls_cert", str(certs / "default.crt"))
         out.set("server", "tls_key", str(certs / "default.key"))
-        out.notes.append(f"[runner] https_ports: p8 serves one certificate, "
-                         f"{certs / 'default.crt'}; per-host certificates are not used")
+        out.set("server", "tls_cert_dir", str(certs))
     if unix:
         out.set("server", "unix_listen", unix)
 

@@ -8,8 +8,11 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import httpx
 import pytest
+from cryptography import x509
 
 from p8core.app import App
 from p8core.errors import ConfigError
@@ -132,3 +135,48 @@ def test_forwarding_config_errors_name_the_key() -> None:
         App.from_raw({"proxy": {"set_x_forwarded_protocol": "yes"}}, "p8.toml")
     with pytest.raises(ConfigError, match=r"proxy\.x_forwarded_for_trusted\[0\]: 'x' is neither"):
         App.from_raw({"proxy": {"x_forwarded_for_trusted": ["x"]}}, "p8.toml")
+
+
+async def test_per_host_certificates_are_chosen_by_the_name_the_client_sends(
+        tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    config = tls_config(tmp_path, tls_cert_dir=str(certs))
+    for host in ("api.example.test", "*.example.test"):
+        made = certs / host
+        made.mkdir(parents=True)
+        cert, key = self_signed_cert(made, host)
+        cert.rename(certs / f"{host}.crt")
+        key.rename(certs / f"{host}.key")
+    (certs / "bundle.example.test.crt").write_bytes(  # certificate and key in one file
+        (certs / "api.example.test.crt").read_bytes()
+        + (certs / "api.example.test.key").read_bytes())
+    reply = Reply(200, [("Content-Type", "text/plain")], b"ok\n")
+
+    def served_for(port: int, name: str) -> str:
+        client = ssl.create_default_context()
+        client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", port)) as raw, \
+                client.wrap_socket(raw, server_hostname=name) as tls:
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+
+    async with run_origin(lambda r: reply) as origin:
+        config["routes"] = [{"target": origin.target}]
+        async with run_p8(config) as p8:
+            port = p8.bound.tls[0]
+            got = [await anyio.to_thread.run_sync(served_for, port, name) for name in (
+                "api.example.test", "API.example.test", "www.example.test",
+                "bundle.example.test", "other.test")]
+    assert got == ["CN=api.example.test", "CN=api.example.test", "CN=*.example.test",
+                   "CN=api.example.test", "CN=127.0.0.1"]
+
+
+def test_a_bad_per_host_certificate_stops_start_up_naming_it(tmp_path: Path) -> None:
+    config = tls_config(tmp_path, tls_cert_dir="certs")
+    with pytest.raises(ConfigError, match=r"server\.tls_cert_dir: not a directory"):
+        App.from_raw(config, "p8.toml", tmp_path)
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "x.test.crt").write_text("not a certificate")
+    with pytest.raises(ConfigError, match=r"server\.tls_cert_dir \(x\.test\.crt\): not a PEM"):
+        App.from_raw(config, "p8.toml", tmp_path)

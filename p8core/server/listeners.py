@@ -10,6 +10,7 @@ import ssl
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import cast
 
@@ -29,25 +30,59 @@ ProtocolFactory = Callable[[], asyncio.Protocol]
 def tls_context(config: Config) -> ssl.SSLContext | None:
     """The server TLS context for ``[server] tls_listen``, or None without TLS listeners.
 
-    :raises ConfigError: the certificate or key cannot be read or do not match, naming
-        ``server.tls_cert`` or ``server.tls_key``.
+    With ``tls_cert_dir``, a client that names a host (SNI) with a certificate there gets
+    that one: ``<host>.crt`` exactly, else ``*.<parent domain>.crt``.
+
+    :raises ConfigError: a certificate or key cannot be read or do not match, naming
+        ``server.tls_cert``, ``server.tls_key`` or ``server.tls_cert_dir``.
     """
     server = config.server
     if not server.tls_listen:
         return None
     cert = config.base_dir / server.tls_cert
     key = config.base_dir / server.tls_key if server.tls_key else None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.set_alpn_protocols(["http/1.1"])
     for name, path in (("tls_cert", cert), ("tls_key", key)):
         if path is not None and not path.is_file():
             raise ConfigError(config.source, f"server.{name}", f"cannot read {path}")
+    context = _server_context(cert, key, config.source,
+                              "server.tls_key" if key else "server.tls_cert")
+    if server.tls_cert_dir:
+        hosts = _host_contexts(config.base_dir / server.tls_cert_dir, config.source)
+        context.sni_callback = partial(_choose_by_host, hosts)
+    return context
+
+
+def _server_context(cert: Path, key: Path | None, source: str, what: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.set_alpn_protocols(["http/1.1"])
     try:
         context.load_cert_chain(cert, key)
     except (ssl.SSLError, OSError) as e:
-        raise ConfigError(config.source, "server.tls_key" if key else "server.tls_cert",
-                          f"not a PEM certificate and matching key: {e}") from None
+        raise ConfigError(source, what, f"not a PEM certificate and matching key: {e}") from None
     return context
+
+
+def _host_contexts(directory: Path, source: str) -> dict[str, ssl.SSLContext]:
+    """A context per ``<host>.crt`` in ``directory`` (its key in ``<host>.key`` beside it,
+    or in the same file), by lower-cased host name."""
+    if not directory.is_dir():
+        raise ConfigError(source, "server.tls_cert_dir", f"not a directory: {directory}")
+    hosts: dict[str, ssl.SSLContext] = {}
+    for cert in sorted(directory.glob("*.crt")):
+        key = cert.with_suffix(".key")
+        hosts[cert.stem.lower()] = _server_context(
+            cert, key if key.is_file() else None, source, f"server.tls_cert_dir ({cert.name})")
+    return hosts
+
+
+def _choose_by_host(hosts: dict[str, ssl.SSLContext], conn: ssl.SSLObject,
+                    server_name: str | None, _default: ssl.SSLContext) -> None:
+    """SNI: switch ``conn`` to the certificate of the host the client names, if any."""
+    if server_name:
+        name = server_name.lower()
+        chosen = hosts.get(name) or hosts.get("*." + name.partition(".")[2])
+        if chosen is not None:
+            conn.context = chosen
 
 
 @dataclass

@@ -31,7 +31,8 @@ log = structlog.get_logger(component="reload")
 Stamp = tuple[int, int, int] | None
 
 RESTART_KEYS = (("server", "listen"), ("server", "tls_listen"), ("server", "tls_cert"),
-                ("server", "tls_key"), ("server", "unix_listen"), ("server", "unix_mode"),
+                ("server", "tls_key"), ("server", "tls_cert_dir"), ("server", "unix_listen"),
+                ("server", "unix_mode"),
                 ("server", "workers"), ("server", "reuse_port"), ("server", "worker_queue"),
                 ("control", "listen"), ("pubsub", "message_rate"),
                 ("pubsub", "message_hwm"))
