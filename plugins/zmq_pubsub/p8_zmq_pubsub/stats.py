@@ -83,7 +83,8 @@ class StatsBook:
 
     def closed(self, conn: ClientConnection) -> None:
         """A client connection closed; one never announced stays unmentioned."""
-        if self._opened.pop(conn.id, None) is None and self._conns.pop(conn.id, None):
+        if (self._opened.pop(conn.id, None) is None
+                and self._conns.pop(conn.id, None) is not None):
             self._queue("conn", {"id": conn.id, "unavailable": True})
 
     def changed(self, channel: str) -> None:
