@@ -31,10 +31,6 @@ class Metrics:
     formats_ignored: int = 0
     publishes_delayed: int = 0
     """Items queued because ``[pubsub] message_rate`` was used up."""
-    replays_served: int = 0
-    """Resumes a hold got from history (``p8_hold_replay``): the id asked for was held."""
-    replays_missed: int = 0
-    """Resumes history could not serve (the id is no longer held): left to the backend."""
 
     rejected_bad_request: int = 0
     """Requests that are not valid HTTP/1.x (400)."""

@@ -48,10 +48,6 @@ COUNTERS: tuple[tuple[str, str, Callable[[App], int]], ...] = (
      lambda app: app.metrics.formats_ignored),
     ("p8_items_parked", "Items held back to wait for their prev-id",
      lambda app: app.hub.stats.parked),
-    ("p8_replays_served", "Resumes served from history at hold start",
-     lambda app: app.metrics.replays_served),
-    ("p8_replays_missed", "Resumes history no longer reached back to (left to the backend)",
-     lambda app: app.metrics.replays_missed),
 )
 
 #: Why a connection or a delivery was dropped, and how to read the count.

@@ -37,9 +37,11 @@ class History:
     def p8_hold_replay(self, hold: Hold, format: str) -> list[PublishItem]:
         found = resume(self.store, hold, format, self.app.clock(),
                        use_last_event_id=self.settings.last_event_id)
-        metrics = self.app.metrics
-        metrics.replays_served += found.served
-        metrics.replays_missed += found.missed
+        events = self.app.telemetry.plugin_events
+        if found.served:
+            events.add(("history", "replay_served"), found.served)
+        if found.missed:
+            events.add(("history", "replay_missed"), found.missed)
         if found.served or found.missed:
             log.debug("history_resume", peer=hold.request.peer, items=len(found.items),
                       served=found.served, missed=found.missed)
