@@ -84,6 +84,11 @@ class ServerConfig:
     connection opens or its previous response ends: one that began a head gets ``408``, an
     idle keep-alive connection is closed (``0``: no limit). Also applies to the control
     API."""
+    body_timeout: float = 30.0
+    """Seconds a client may send nothing of a request body it began (a declared length or
+    chunks still to come): it then gets ``408`` and the connection closes (``0``: no
+    limit). A slow upload that keeps sending is never cut. Also applies to the control
+    API."""
     write_buffer_max: int = 1_048_576
     """Bytes a held connection may have unsent before it is closed as too slow."""
     max_request_body: int = 1_073_741_824

@@ -38,6 +38,8 @@ class Metrics:
     """Request heads over ``client_buffer_size`` (431) or ``[control] max_headers`` (400)."""
     rejected_head_timeout: int = 0
     """Request heads begun and not finished within ``[server] head_timeout`` (408)."""
+    rejected_body_timeout: int = 0
+    """Request bodies begun that then sent nothing for ``[server] body_timeout`` (408)."""
     idle_connections_closed: int = 0
     """Keep-alive connections closed after ``[server] head_timeout`` without a request."""
     rejected_body_too_large: int = 0

@@ -198,3 +198,33 @@ async def test_slow_or_idle_request_heads_are_closed_after_head_timeout() -> Non
         assert p8.app.metrics.idle_connections_closed == 1
         # The bystander's stream, open far longer than the timeout, still receives.
         await bystander.check()
+
+
+async def test_a_stalled_request_body_gets_408_and_a_slow_steady_one_goes_through() -> None:
+    async with run_origin(lambda req: Reply(200, body=b"%d" % len(req.body))) as origin:
+        raw = {"plugins": PLUGINS, "server": {"body_timeout": 0.3},
+               "routes": [BYSTANDER_ROUTE, {"target": origin.target}]}
+        async with run_p8(raw) as p8, Bystander.hold(p8, "/bystander/stream") as bystander:
+            declared = (b"Content-Length: 100", b"x" * 10)  # read whole, then sent on
+            chunked = (b"Transfer-Encoding: chunked", b"a\r\n" + b"x" * 10 + b"\r\n")
+            for port, path, (head, part) in ((p8.bound.port, b"/up", declared),
+                                             (p8.bound.port, b"/up", chunked),
+                                             (p8.bound.control, b"/publish/", declared)):
+                async with await anyio.connect_tcp("127.0.0.1", port) as stalled:
+                    await stalled.send(b"POST %s HTTP/1.1\r\nHost: p8\r\n%s\r\n\r\n%s"
+                                       % (path, head, part))
+                    answer = await _read_until_closed(stalled)
+                assert answer.startswith(b"HTTP/1.1 408 ")
+                assert answer.endswith(b"Request body not received within 0.3s.\n")
+            assert p8.app.metrics.rejected_body_timeout == 3
+            assert not origin.requests, "no stalled body reached the origin whole"
+
+            async def steady() -> Any:
+                for _ in range(6):
+                    yield b"y" * 100
+                    await anyio.sleep(0.1)
+
+            async with httpx.AsyncClient(base_url=p8.url, timeout=5) as client:
+                slow = await client.post("/up", content=steady())
+            assert (slow.status_code, slow.text) == (200, "600")
+            await bystander.check()

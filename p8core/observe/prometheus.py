@@ -55,6 +55,7 @@ DROPS: tuple[tuple[str, Callable[[App], int]], ...] = (
     ("slow_consumer", lambda app: app.metrics.slow_clients_closed),
     ("limit", lambda app: app.metrics.connections_refused),
     ("head_timeout", lambda app: app.metrics.rejected_head_timeout),
+    ("body_timeout", lambda app: app.metrics.rejected_body_timeout),
     ("error", lambda app: app.metrics.holds_failed),
     ("duplicate", lambda app: app.hub.stats.duplicates_dropped),
     ("out_of_order", lambda app: app.hub.stats.parked_dropped),

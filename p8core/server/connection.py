@@ -91,31 +91,40 @@ Handler = Callable[["HttpConnection", ClientRequest], Awaitable[bool]]
 """Serves one request; returns False when something else (a hold) now owns the connection."""
 
 
-class HeadTimeout(Exception):
-    """The client did not send a whole request head within ``head_timeout``."""
+class ReadTimeout(Exception):
+    """The client did not send a whole request head within ``head_timeout``, or sent
+    nothing of a request body it began for ``body_timeout``."""
+
+    def __init__(self, part: str, seconds: float) -> None:
+        super().__init__(f"Request {part} not received within {seconds:g}s.")
+        self.part = part
 
 
 class HttpConnection(asyncio.Protocol):
     """A client connection speaking HTTP/1.x through h11."""
 
     # Slots: one of these lives for every client connection, held ones included.
-    __slots__ = ("_buffer", "_chunked", "_eof", "_head_late", "_head_since", "_head_timer",
-                 "_lingering", "_paused", "_readable", "_writable", "closed", "h11",
-                 "handler", "head_timeout", "head_too_large", "id", "max_header_size",
-                 "method", "metrics", "on_close", "on_gone", "on_shutdown", "peer", "route",
-                 "shaper", "spawn", "ssl", "traffic", "transport", "transport_name")
+    __slots__ = ("_buffer", "_chunked", "_eof", "_lingering", "_paused", "_read_due", "_read_late",
+                 "_read_limit", "_read_part", "_read_since", "_read_timer", "_readable",
+                 "_writable", "body_timeout", "closed", "h11", "handler", "head_timeout",
+                 "head_too_large", "id", "max_header_size", "method", "metrics", "on_close",
+                 "on_gone", "on_shutdown", "peer", "route", "shaper", "spawn", "ssl", "traffic",
+                 "transport", "transport_name")
 
     def __init__(self, handler: Handler, spawn: Callable[..., Any], *,
                  max_header_size: int, on_close: Callable[[HttpConnection], None],
                  metrics: Metrics, ssl: bool = False, head_too_large: int = 431,
-                 traffic: Traffic | None = None, head_timeout: float = 0.0) -> None:
+                 traffic: Traffic | None = None, head_timeout: float = 0.0,
+                 body_timeout: float = 0.0) -> None:
         """
         :param head_timeout: seconds a client may take to send a whole request head,
             counted from when the connection waits for it (open, or the previous response
             done); ``0``: no limit.
+        :param body_timeout: seconds a client may send nothing of a request body it
+            began; ``0``: no limit.
         """
         self.handler, self.spawn, self.on_close = handler, spawn, on_close
-        self.head_timeout = head_timeout
+        self.head_timeout, self.body_timeout = head_timeout, body_timeout
         self.metrics = metrics
         self.traffic = Traffic() if traffic is None else traffic
         """Where this connection counts the bytes it reads and writes."""
@@ -146,9 +155,12 @@ class HttpConnection(asyncio.Protocol):
         each request."""
         self._buffer = bytearray()
         self._eof = False
-        self._head_late = False
-        self._head_since: float | None = None
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._read_late = False
+        self._read_since: float | None = None
+        self._read_limit = 0.0
+        self._read_part = ""
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._read_due = 0.0
         self._lingering = False
         self._paused = False
         self._readable: asyncio.Future[None] | None = None
@@ -180,7 +192,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._stop_head_timer()
+        self._stop_read_timer()
         self._eof = True
         self._wake_reader()
         if self._writable is not None and not self._writable.done():
@@ -207,8 +219,8 @@ class HttpConnection(asyncio.Protocol):
     async def receive(self) -> bytes:
         """The bytes received so far (waiting for some); ``b""`` at end of stream."""
         while not self._buffer and not self._eof:
-            if self._head_late:
-                raise HeadTimeout()
+            if self._read_late:
+                raise ReadTimeout(self._read_part, self._read_limit)
             self._readable = asyncio.get_running_loop().create_future()
             await self._readable
             self._readable = None
@@ -228,47 +240,56 @@ class HttpConnection(asyncio.Protocol):
                 continue
             return event
 
-    async def _request_head(self) -> Any:
-        """The next request's first event, within ``head_timeout`` of starting to wait.
+    async def _timed_event(self, part: str, limit: float) -> Any:
+        """The next h11 event of the request's ``part`` (``head``, ``body``), waiting at
+        most ``limit`` seconds (``0``: no limit) for it.
 
         One timer per connection serves every wait: it is armed when a wait begins and
         none is pending, and when it fires it either ends a wait that is late or is armed
         again for the current wait's rest (so a busy keep-alive connection arms one about
         every ``head_timeout``, not one per request).
 
-        :raises HeadTimeout: the head did not arrive whole in time.
+        :raises ReadTimeout: nothing that completes the event arrived in time.
         """
         event = self.h11.next_event()
         if event is not h11.NEED_DATA:
             return event
-        if not self.head_timeout:
+        if not limit:
             return await self.next_event()
         loop = asyncio.get_running_loop()
-        self._head_since = loop.time()
-        if self._head_timer is None:
-            self._head_timer = loop.call_later(self.head_timeout, self._check_head)
+        self._read_since, self._read_limit, self._read_part = loop.time(), limit, part
+        self._arm_read_timer(loop)
         try:
             return await self.next_event()
         finally:
-            self._head_since = None
-            self._head_late = False
+            self._read_since = None
+            self._read_late = False
 
-    def _stop_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _arm_read_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make sure a timer fires by the current wait's deadline (keeping an earlier one)."""
+        assert self._read_since is not None
+        due = self._read_since + self._read_limit
+        if self._read_timer is not None:
+            if self._read_due <= due:
+                return
+            self._read_timer.cancel()
+        self._read_timer, self._read_due = loop.call_at(due, self._check_read), due
 
-    def _check_head(self) -> None:
-        self._head_timer = None
-        since = self._head_since
+    def _stop_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _check_read(self) -> None:
+        self._read_timer = None
+        since = self._read_since
         if since is None:
             return
         loop = asyncio.get_running_loop()
-        rest = since + self.head_timeout - loop.time()
-        if rest > 0:
-            self._head_timer = loop.call_later(rest, self._check_head)
+        if since + self._read_limit > loop.time():
+            self._arm_read_timer(loop)
         else:
-            self._head_late = True
+            self._read_late = True
             self._wake_reader()
 
     async def body(self) -> AsyncIterator[bytes]:
@@ -276,7 +297,7 @@ class HttpConnection(asyncio.Protocol):
         if self.h11.they_are_waiting_for_100_continue:
             self.write(self.h11.send(h11.InformationalResponse(status_code=100, headers=[])))
         while True:
-            event = await self.next_event()
+            event = await self._timed_event("body", self.body_timeout)
             if isinstance(event, h11.Data):
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
@@ -406,7 +427,7 @@ class HttpConnection(asyncio.Protocol):
             while await self._ready_for_request():
                 self.shaper = None
                 self.method = b""
-                event = await self._request_head()
+                event = await self._timed_event("head", self.head_timeout)
                 if not isinstance(event, h11.Request):
                     break
                 head_size = _head_size(event)
@@ -417,12 +438,12 @@ class HttpConnection(asyncio.Protocol):
                 request = ClientRequest(event.method, event.target, list(event.headers),
                                         event.http_version, self.peer, self.ssl)
                 if not await self.handler(self, request):
-                    self._stop_head_timer()  # a hold owns the connection, maybe for long
+                    self._stop_read_timer()  # a hold owns the connection, maybe for long
                     return
         except h11.RemoteProtocolError as e:
             self._reject(e)
-        except HeadTimeout:
-            self._head_timed_out()
+        except ReadTimeout as e:
+            self._read_timed_out(e)
         except ConnectionGone:
             pass
         except Exception:
@@ -452,15 +473,20 @@ class HttpConnection(asyncio.Protocol):
             return True
         return False
 
-    def _head_timed_out(self) -> None:
-        """Answer ``408`` to a client that began a request head and did not finish it in
-        time; one that sent nothing (an idle keep-alive connection) is just closed."""
-        if self._buffer or self.h11.trailing_data[0]:
-            self.metrics.rejected_head_timeout += 1
-            self.respond(408, b"Request head not received within %gs.\n" % self.head_timeout,
-                         [(b"content-type", b"text/plain"), (b"connection", b"close")])
-        else:
+    def _read_timed_out(self, e: ReadTimeout) -> None:
+        """Answer ``408`` to a client that began a request head or body and stalled; one
+        that sent nothing of a next request (an idle keep-alive connection) is just
+        closed."""
+        if e.part == "head" and not (self._buffer or self.h11.trailing_data[0]):
             self.metrics.idle_connections_closed += 1
+            return
+        if e.part == "head":
+            self.metrics.rejected_head_timeout += 1
+        else:
+            self.metrics.rejected_body_timeout += 1
+        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            self.respond(408, f"{e}\n".encode(),
+                         [(b"content-type", b"text/plain"), (b"connection", b"close")])
 
     def _reject(self, e: h11.RemoteProtocolError) -> None:
         """Answer a request h11 could not parse: 400, or 431 for an oversized head."""

@@ -99,7 +99,8 @@ async def serve(app: App, *, client_sockets: ClientSockets | None = None,
                               max_header_size=app.config.server.client_buffer_size,
                               on_close=client_closed, metrics=app.metrics, ssl=tls,
                               traffic=telemetry.traffic,
-                              head_timeout=app.config.server.head_timeout)
+                              head_timeout=app.config.server.head_timeout,
+                              body_timeout=app.config.server.body_timeout)
         clients.add(conn)
         conn.id = telemetry.next_id()
         telemetry.opened(conn)
@@ -111,7 +112,8 @@ async def serve(app: App, *, client_sockets: ClientSockets | None = None,
         return HttpConnection(control.handle, app.spawn,
                               max_header_size=app.config.control.max_headers,
                               on_close=_ignore, metrics=app.metrics, head_too_large=400,
-                              head_timeout=app.config.server.head_timeout)
+                              head_timeout=app.config.server.head_timeout,
+                              body_timeout=app.config.server.body_timeout)
 
     background = BackgroundTasks()
     async with anyio.create_task_group() as tg:
