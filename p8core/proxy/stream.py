@@ -105,8 +105,13 @@ class OriginStream(asyncio.Protocol):
                 await self._readable
             finally:
                 self._readable = None
-        data = bytes(self._buffer[:max_bytes])
-        del self._buffer[:max_bytes]
+        buffer = self._buffer
+        if len(buffer) <= max_bytes:  # the usual case: one copy, no slice
+            data = bytes(buffer)
+            buffer.clear()
+        else:
+            data = bytes(buffer[:max_bytes])
+            del buffer[:max_bytes]
         if self._paused_reading and self._transport is not None:
             self._paused_reading = False
             self._transport.resume_reading()

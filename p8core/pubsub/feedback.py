@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ..listeners import listening
 from .items import PublishItem
 
 if TYPE_CHECKING:
@@ -56,13 +57,8 @@ class Feedback:
         self.forwarded = forwarded
         self.outcomes = [_Outcome(item) for item in items]
         self._by_item = {id(o.item): o for o in self.outcomes}
-        hub.on_delivered.append(self.delivered)
-        hub.on_withheld.append(self.withheld)
-        try:
+        with listening((hub.on_delivered, self.delivered), (hub.on_withheld, self.withheld)):
             yield
-        finally:
-            hub.on_delivered.remove(self.delivered)
-            hub.on_withheld.remove(self.withheld)
         for outcome in self.outcomes:
             if outcome.result == "parked" and not hub.is_parked(outcome.item):
                 outcome.result = "delivered"  # a later item of the same publish released it

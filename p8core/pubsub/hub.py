@@ -510,14 +510,11 @@ class Hub:
         groups = self._channels.get(item.channel)
         n = 0
         if groups is not None:
-            by_format = self.stats.delivered_by_format
             for fmt in item.formats:
                 group = groups.get(fmt)
                 if group is None:
                     continue
-                snapshot = group.snapshot
-                if snapshot is None:
-                    snapshot = group.snapshot = tuple(group.subs)
+                snapshot = group.members()
                 removals = self._removals
                 skipped = 0
                 for sub in snapshot:
@@ -526,12 +523,7 @@ class Hub:
                         skipped += 1
                         continue
                     sub.deliver(item)
-                got = len(snapshot) - skipped
-                by_format[fmt] = by_format.get(fmt, 0) + got
-                n += got
-                for listener in self.on_delivered:
-                    listener(item, fmt, got)
-        self.stats.delivered += n
+                n += self._count(item, fmt, len(snapshot) - skipped)
         return n
 
     def _fan_out_matching(self, item: PublishItem, matched: list[dict[str, _Group]]) -> int:
@@ -541,7 +533,6 @@ class Hub:
         if groups is not None:
             matched.insert(0, groups)
         n = 0
-        by_format = self.stats.delivered_by_format
         for fmt in item.formats:
             fmt_groups = [group for groups in matched if (group := groups.get(fmt)) is not None]
             if not fmt_groups:
@@ -554,10 +545,15 @@ class Hub:
                         continue
                     seen.add(sub)
                     sub.deliver(item)
-            got = len(seen)
-            by_format[fmt] = by_format.get(fmt, 0) + got
-            n += got
-            for listener in self.on_delivered:
-                listener(item, fmt, got)
-        self.stats.delivered += n
+            n += self._count(item, fmt, len(seen))
         return n
+
+    def _count(self, item: PublishItem, fmt: str, got: int) -> int:
+        """Count ``item``'s delivery to ``got`` subscribers taking ``fmt`` and tell the
+        ``on_delivered`` listeners; returns ``got``."""
+        stats = self.stats
+        stats.delivered += got
+        stats.delivered_by_format[fmt] = stats.delivered_by_format.get(fmt, 0) + got
+        for listener in self.on_delivered:
+            listener(item, fmt, got)
+        return got

@@ -4,7 +4,6 @@ the read-only views of ``App.control_views`` (``/metrics``, ``/channels/<name>``
 from __future__ import annotations
 
 import ipaddress
-import json
 import time
 from typing import TYPE_CHECKING
 
@@ -14,7 +13,7 @@ from ..errors import PublishError, one_line
 from ..proxy.headers import request_body_length
 from ..pubsub.feedback import Feedback
 from .connection import ClientRequest, HttpConnection
-from .views import ControlView, find_view
+from .views import ControlView, find_view, json_answer
 
 if TYPE_CHECKING:
     from ..app import App
@@ -111,13 +110,9 @@ class ControlApi:
             log.warning("publish_rejected", reason=str(e))
             self._answer(conn, e.status_hint, f"{one_line(str(e))}\n".encode())
             return False
-        if feedback is not None:
-            answer = {"message": message, **feedback.report()}
-            self._answer(conn, 200, json.dumps(answer).encode() + b"\n",
-                         [(b"content-type", b"application/json")])
-        elif as_json:
-            self._answer(conn, 200, json.dumps({"message": message}).encode() + b"\n",
-                         [(b"content-type", b"application/json")])
+        if as_json or feedback is not None:
+            report = feedback.report() if feedback is not None else {}
+            self._answer(conn, *json_answer({"message": message, **report}))
         else:
             self._answer(conn, 200, f"{message}\n".encode())
         return False

@@ -26,9 +26,6 @@ class BackgroundTasks:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def __len__(self) -> int:
-        return len(self._tasks)
-
     def spawn(self, func: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run ``func(*args)`` in a new task, now."""
         task = asyncio.get_running_loop().create_task(_guarded(func, args))

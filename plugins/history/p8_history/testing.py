@@ -10,8 +10,8 @@ import httpx
 
 from p8core.testing import Running, publish
 
-__all__ = ["CHANNEL", "Publisher", "ids", "sse_events", "sse_item", "subscribers", "take",
-           "take_through"]
+__all__ = ["CHANNEL", "Publisher", "ids", "reconnect", "sse_events", "sse_item",
+           "subscribers", "take", "take_through"]
 
 CHANNEL = "events"
 
@@ -76,6 +76,18 @@ async def take_through(seen: AsyncIterator[int], last: int) -> list[int]:
         while not got or got[-1] < last:
             got.append(await anext(seen))
     return got
+
+
+async def reconnect(running: Running, client: httpx.AsyncClient, path: str,
+                    last_event_id: str, publisher: Publisher) -> list[int]:
+    """Open ``path`` with ``Last-Event-ID``, then publish one more item: the ids the stream
+    gets up to and including that item."""
+    async with client.stream("GET", f"{running.url}{path}",
+                             headers={"Last-Event-ID": last_event_id}) as resp:
+        seen = ids(resp)
+        await subscribers(running, 1)
+        await publisher.batch(1)
+        return await take_through(seen, publisher.last)
 
 
 async def subscribers(running: Running, count: int, channel: str = CHANNEL) -> None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from p8_history.memory import MemoryStore
 from p8_history.store import HistoryStore
-from p8_history.testing import Publisher, ids, subscribers, take
+from p8_history.testing import Publisher, reconnect
 
 from p8core import ConfigError, PluginError, PublishItem, hookimpl
 from p8core.app import App
@@ -25,15 +25,7 @@ async def resumed_ids(raw: Mapping[str, Any], plugins: tuple[object, ...] = ()) 
     async with run_p8(raw, plugins=plugins) as p8, httpx.AsyncClient(timeout=10) as client:
         pub = Publisher(p8)
         await pub.batch(10)
-        async with client.stream("GET", f"{p8.url}/stream?channel=events",
-                                 headers={"Last-Event-ID": "5"}) as resp:
-            seen = ids(resp)
-            await subscribers(p8, 1)
-            await pub.batch(1)
-            got = await take(seen, 1)
-            if got != [11]:
-                got += await take(seen, 11 - got[0])
-            return got
+        return await reconnect(p8, client, "/stream?channel=events", "5", pub)
 
 
 @pytest.mark.parametrize("raw", [{}, {"plugins": {"history": {"max_items": 0}}}],

@@ -13,6 +13,7 @@ from p8_history.testing import (
     CHANNEL,
     Publisher,
     ids,
+    reconnect,
     sse_events,
     subscribers,
     take,
@@ -173,12 +174,7 @@ async def test_last_event_id_older_than_history_replays_nothing() -> None:
             httpx.AsyncClient(timeout=10) as client:
         pub = Publisher(p8)
         await pub.batch(30)
-        async with client.stream("GET", f"{p8.url}/events",
-                                 headers={"Last-Event-ID": "5"}) as resp:
-            seen = ids(resp)
-            await subscribers(p8, 1)
-            await pub.batch(1)
-            assert await take(seen, 1) == [31]
+        assert await reconnect(p8, client, "/events", "5", pub) == [31]
         assert replays(await scrape(p8), "missed") == 1
 
 
@@ -191,12 +187,8 @@ async def test_items_older_than_max_age_are_not_replayed() -> None:
         clock = p8.app.clock
         p8.app.clock = lambda: clock() + 61
         await pub.batch(5)
-        async with client.stream("GET", f"{p8.url}/events",
-                                 headers={"Last-Event-ID": "8"}) as resp:
-            seen = ids(resp)
-            await subscribers(p8, 1)
-            await pub.batch(1)
-            assert await take(seen, 1) == [16], "items 9-15 are too old for history"
+        assert await reconnect(p8, client, "/events", "8", pub) == [16], \
+            "items 9-15 are too old for history"
         async with client.stream("GET", f"{p8.url}/events",
                                  headers={"Last-Event-ID": "12"}) as resp:
             assert await take(ids(resp), 4) == [13, 14, 15, 16]

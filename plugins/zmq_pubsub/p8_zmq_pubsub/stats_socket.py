@@ -19,6 +19,7 @@ import zmq
 import zmq.asyncio
 
 from p8core.app import App
+from p8core.listeners import listening
 from p8core.observe.report import totals
 
 from .settings import ZmqSettings
@@ -72,20 +73,8 @@ def _following(app: App, book: StatsBook) -> Iterator[None]:
     telemetry, hub = app.telemetry, app.hub
     for conn in telemetry.connections.values():
         book.opened(conn)
-    telemetry.on_opened.append(book.opened)
-    telemetry.on_closed.append(book.closed)
-    hub.on_changed.append(book.changed)
-    hub.on_unsubscribed.append(book.changed)
-    hub.on_subscribed.append(book.occupied)
-    hub.on_unsubscribed.append(book.vacated)
-    hub.on_delivered.append(book.delivered)
-    try:
+    with listening((telemetry.on_opened, book.opened), (telemetry.on_closed, book.closed),
+                   (hub.on_changed, book.changed), (hub.on_unsubscribed, book.changed),
+                   (hub.on_subscribed, book.occupied), (hub.on_unsubscribed, book.vacated),
+                   (hub.on_delivered, book.delivered)):
         yield
-    finally:
-        telemetry.on_opened.remove(book.opened)
-        telemetry.on_closed.remove(book.closed)
-        hub.on_changed.remove(book.changed)
-        hub.on_unsubscribed.remove(book.changed)
-        hub.on_subscribed.remove(book.occupied)
-        hub.on_unsubscribed.remove(book.vacated)
-        hub.on_delivered.remove(book.delivered)
